@@ -1,0 +1,35 @@
+"""airflow-tf: distributed TensorFlow / Keras training as Airflow task groups.
+
+Importing this package never imports TensorFlow or Horovod: DAG files are parsed all day.
+Public names load on first use, so ``import airflow_tf`` itself stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "TensorFlowTrainOperator": "airflow_tf.operators.tensorflow",
+    "LocalBackend": "airflow_tf.backends.local",
+    "Backend": "airflow_tf.backends.base",
+    "TrainingSpec": "airflow_tf.cluster.spec",
+    "SpecError": "airflow_tf.cluster.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from airflow_tf.backends.base import Backend
+    from airflow_tf.backends.local import LocalBackend
+    from airflow_tf.cluster.errors import SpecError
+    from airflow_tf.cluster.spec import TrainingSpec
+    from airflow_tf.operators.tensorflow import TensorFlowTrainOperator
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'airflow_tf' has no attribute {name!r}")

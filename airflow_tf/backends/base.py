@@ -1,0 +1,93 @@
+"""Where a node runs. One small interface; handles are plain JSON so they travel through XCom and
+into a trigger that may run in another process (the triggerer).
+
+A backend object is rebuilt from ``serialize()`` wherever it is needed, so it must hold only
+JSON-able settings, never clients or open connections.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from typing import Any
+
+Handle = dict[str, Any]
+
+
+class NodeState(dict):
+    """``{"running": bool, "exit_code": int | None, "ended_at": float | None}``.
+
+    A node that is not running and has no exit code was lost (its runtime was killed hard).
+    """
+
+    @classmethod
+    def running_now(cls) -> "NodeState":
+        return cls(running=True, exit_code=None, ended_at=None)
+
+    @classmethod
+    def ended(cls, exit_code: int | None, ended_at: float | None) -> "NodeState":
+        return cls(running=False, exit_code=exit_code, ended_at=ended_at)
+
+
+class Backend(abc.ABC):
+    """Start a node detached, poll it, read its log from an offset, stop it."""
+
+    #: can nodes of one job be on different hosts?
+    multi_host = False
+
+    def serialize(self) -> dict[str, Any]:
+        cls = type(self)
+        return {"classpath": f"{cls.__module__}.{cls.__qualname__}", "kwargs": self.settings()}
+
+    @staticmethod
+    def deserialize(data: dict[str, Any]) -> "Backend":
+        module, _, name = data["classpath"].rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise TypeError(f"{data['classpath']} is not an airflow_tf Backend")
+        return cls(**data["kwargs"])
+
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """The constructor kwargs that rebuild this backend."""
+
+    @abc.abstractmethod
+    def hosts(self, node_count: int) -> list[str]:
+        """The address other nodes reach each node at, one per node."""
+
+    def free_ports(self, host: str, count: int) -> list[int] | None:
+        """Ports free on ``host`` right now, or None to let the planner use its defaults."""
+        return None
+
+    @abc.abstractmethod
+    def start(self, job_id: str, node: dict[str, Any], source_directory: str) -> Handle:
+        """Start one node detached (it outlives the calling task) and return its handle."""
+
+    @abc.abstractmethod
+    def poll(self, handle: Handle) -> NodeState: ...
+
+    @abc.abstractmethod
+    def read_log(self, handle: Handle, offset: int) -> tuple[str, int]:
+        """Complete lines written since ``offset``, and the offset to read from next."""
+
+    @abc.abstractmethod
+    def read_tail(self, handle: Handle, lines: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    def read_file(self, handle: Handle, name: str) -> str | None:
+        """A small file the node runtime or training helpers wrote in the node's directory."""
+
+    @abc.abstractmethod
+    def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
+        """Stop the node and everything it started; a no-op when it already ended."""
+
+    @abc.abstractmethod
+    def stop_job(self, job_id: str, node_count: int, grace_s: float = 10.0) -> list[int]:
+        """Stop every node of a job, found without handles (teardown after a failed launch).
+
+        Returns the indexes of nodes that were still running.
+        """
+
+    @abc.abstractmethod
+    def output_location(self, job_id: str) -> str:
+        """Where the chief's outputs (model, curves) end up, as a user would open it."""

@@ -1,0 +1,1 @@
+"""The Airflow layer: training groups and the operators they expand into."""

@@ -1,0 +1,172 @@
+"""The four operators a training group expands into: plan -> launch (one per node) -> wait -> teardown.
+
+They know backends and plans as JSON, not TensorFlow. Users do not instantiate them: the
+training groups in this package do (``airflow_tf.operators.group``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Callable
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_tf.backends.base import Backend
+from airflow_tf.cluster.plan import JobPlan, plan_tensorflow_job
+from airflow_tf.cluster.spec import TrainingSpec, coerce_positive_int
+
+# strategy name -> pure planner(spec, job_id=, hosts=, free_ports=) -> JobPlan
+PLANNERS: dict[str, Callable[..., JobPlan]] = {"tensorflow": plan_tensorflow_job}
+
+
+def job_id_for(dag_id: str, run_id: str, group_id: str) -> str:
+    """A directory- and label-safe id, unique per (DAG, run, group) even after sanitising."""
+    raw = f"{dag_id}.{run_id}.{group_id}"
+    digest = hashlib.sha1(raw.encode()).hexdigest()[:8]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("._-")[:150]
+    return f"{readable}-{digest}"
+
+
+class PlanTrainingJobOperator(BaseOperator):
+    """Render the spec (node_count and script_params may be templates) and plan every node.
+
+    Its return value is the whole plan, TF_CONFIG included, readable in the UI; the ``nodes``
+    XCom feeds the mapped launch.
+    """
+
+    template_fields = ("node_count", "script_params", "environment_variables")
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, strategy: str, spec_fields: dict[str, Any], node_count: Any, script_params: Any,
+                 environment_variables: Any, backend: dict[str, Any], job_name: str, **kwargs):
+        super().__init__(**kwargs)
+        self.strategy = strategy
+        self.spec_fields = spec_fields
+        self.node_count = node_count
+        self.script_params = script_params
+        self.environment_variables = environment_variables
+        self.backend = backend
+        self.job_name = job_name
+
+    def execute(self, context) -> dict[str, Any]:
+        spec = TrainingSpec(
+            **self.spec_fields,
+            node_count=coerce_positive_int("node_count", self.node_count),
+            script_params=self.script_params,
+            environment_variables=self.environment_variables,
+        )
+        backend = Backend.deserialize(self.backend)
+        hosts = backend.hosts(spec.node_count)
+        tasks_per_host: dict[str, int] = {}
+        for host in hosts:
+            tasks_per_host[host] = tasks_per_host.get(host, 0) + spec.process_count_per_node
+        found = {host: backend.free_ports(host, count) for host, count in tasks_per_host.items()}
+        free_ports = None if any(ports is None for ports in found.values()) else found
+        job_id = job_id_for(context["dag"].dag_id, context["run_id"], self.job_name)
+        plan = PLANNERS[self.strategy](spec, job_id=job_id, hosts=hosts, free_ports=free_ports)
+        self.log.info("job %s: %s over %d node(s), world size %d", job_id, plan.strategy, len(plan.nodes), plan.world_size)
+        nodes = [node.to_json() for node in plan.nodes]
+        context["ti"].xcom_push(key="nodes", value=nodes)
+        return plan.to_json()
+
+
+class LaunchNodeOperator(BaseOperator):
+    """Start one node detached through the backend; return its handle. Takes seconds, not hours."""
+
+    template_fields = ("node",)
+    ui_color = "#fdf6e3"
+
+    def __init__(self, *, node: Any, backend: dict[str, Any], source_directory: str, **kwargs):
+        super().__init__(**kwargs)
+        self.node = node
+        self.backend = backend
+        self.source_directory = source_directory
+
+    def execute(self, context) -> dict[str, Any]:
+        backend = Backend.deserialize(self.backend)
+        handle = backend.start(self.node["job_id"], self.node, self.source_directory)
+        labels = ", ".join(rank["label"] for rank in self.node["ranks"])
+        self.log.info("node %s started on %s (%s): %s", self.node["node_index"], self.node["host"], labels, handle)
+        return handle
+
+
+class WaitForTrainingJobOperator(BaseOperator):
+    """Defer to ``TrainingJobTrigger`` until the job ends; no worker slot is held meanwhile."""
+
+    template_fields = ("handles",)
+    ui_color = "#eaf7ea"
+
+    def __init__(self, *, handles: Any, backend: dict[str, Any], plan_task_id: str, poll_interval: float = 1.0,
+                 timeout: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.handles = handles
+        self.backend = backend
+        self.plan_task_id = plan_task_id
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    def execute(self, context) -> None:
+        from datetime import timedelta
+
+        from airflow_tf.triggers.training_job import TrainingJobTrigger  # only workers need it
+
+        handles = list(self.handles[:])  # a mapped XCom: slice fetches all in one request
+        plan = context["ti"].xcom_pull(task_ids=self.plan_task_id)
+        self.defer(
+            trigger=TrainingJobTrigger(
+                backend=self.backend,
+                job_id=plan["job_id"],
+                handles=sorted(handles, key=lambda h: h["node_index"]),
+                success_rule=plan["success_rule"],
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) if self.timeout else None,
+        )
+
+    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        if event["status"] != "success":
+            node, code = event["failed_node"], event["exit_code"]
+            how = f"exited with code {code}" if code is not None else "ended without an exit code (its runtime was killed)"
+            tail = "\n".join(event.get("tail") or ["<no output>"])
+            # A training failure is not transient for this task: retrying the wait cannot help.
+            raise AirflowFailException(
+                f"training job {event['job_id']} failed: node {node} {how}; all other nodes were stopped.\n"
+                f"Last lines of node {node}:\n{tail}"
+            )
+        for node in event["nodes"]:
+            self.log.info("node %s on %s: exit %s after %ss", node["node_index"], node["host"], node["exit_code"], node["duration_s"])
+        self.log.info("final metrics: %s; model: %s", event["metrics"], event["model_path"])
+        return {key: value for key, value in event.items() if key != "status"}
+
+
+class TeardownTrainingJobOperator(BaseOperator):
+    """Stop whatever of the job still runs: after success, failure, timeout or mark-failed.
+
+    It also fails when the wait did not succeed, so that a marked-failed run stays failed even
+    when the group has downstream tasks (teardowns do not otherwise decide a run's state).
+    """
+
+    ui_color = "#f9e0e0"
+
+    def __init__(self, *, backend: dict[str, Any], plan_task_id: str, wait_task_id: str, **kwargs):
+        super().__init__(**kwargs)
+        self.backend = backend
+        self.plan_task_id = plan_task_id
+        self.wait_task_id = wait_task_id
+
+    def execute(self, context) -> None:
+        ti = context["ti"]
+        plan = ti.xcom_pull(task_ids=self.plan_task_id)
+        if plan:
+            backend = Backend.deserialize(self.backend)
+            were_running = backend.stop_job(plan["job_id"], len(plan["nodes"]))
+            if were_running:
+                self.log.warning("stopped node(s) %s of job %s that were still running", were_running, plan["job_id"])
+            else:
+                self.log.info("no node of job %s was left running", plan["job_id"])
+        if ti.xcom_pull(task_ids=self.wait_task_id) is None:
+            raise AirflowFailException("the training step did not succeed (see the wait task); its nodes are stopped")
+

@@ -1,0 +1,178 @@
+"""Node runtime: start a node's ranks, prefix their output, forward signals, record the exit code.
+
+Started detached by a backend as ``python -m airflow_tf.runtime.launcher NODE_DIR --workdir SRC``
+with stdout going to the node's log. ``NODE_DIR/node.json`` is the node's plan (see
+``airflow_tf.cluster.plan.NodePlan``); the exit code lands in ``NODE_DIR/exit_code``.
+
+The launcher is its session's leader and the ranks stay in its process group, so a backend can
+stop the whole node with one ``killpg``. On the first rank that fails the others are stopped:
+a half-dead collective only hangs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+EXIT_CODE_FILE = "exit_code"
+NODE_SPEC_FILE = "node.json"
+POLL_S = 0.1
+
+
+class Node:
+    def __init__(self, spec: dict, node_dir: str, workdir: str, output_dir: str, grace_s: float):
+        self.spec = spec
+        self.node_dir = node_dir
+        self.workdir = workdir
+        self.output_dir = output_dir
+        self.grace_s = grace_s
+        self.procs: list[subprocess.Popen] = []
+        self.pumps: list[threading.Thread] = []
+        self.out_lock = threading.Lock()
+        self.stop_signal: int | None = None
+
+    def _env(self, rank: dict) -> dict:
+        env = dict(os.environ)
+        env.update(self.spec["env"])
+        env.update(rank["env"])
+        env["AIRFLOW_TF_NODE_DIR"] = self.node_dir
+        env["AIRFLOW_TF_OUTPUT_DIR"] = self.output_dir
+        return env
+
+    def _pump(self, label: str, stream) -> None:
+        prefix = f"[{label}] ".encode()
+        for line in iter(stream.readline, b""):
+            if not line.endswith(b"\n"):
+                line += b"\n"
+            with self.out_lock:
+                sys.stdout.buffer.write(prefix + line)
+                sys.stdout.buffer.flush()
+        stream.close()
+
+    def say(self, message: str) -> None:
+        with self.out_lock:
+            sys.stdout.buffer.write(f"[node {self.spec['node_index']}] {message}\n".encode())
+            sys.stdout.buffer.flush()
+
+    def start(self) -> None:
+        os.makedirs(self.output_dir, exist_ok=True)
+        argv = [sys.executable, "-u", self.spec["script"], *self.spec["script_args"]]
+        for rank in self.spec["ranks"]:
+            # argv is a list: script params never pass through a shell.
+            proc = subprocess.Popen(
+                argv, cwd=self.workdir, env=self._env(rank), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            )
+            self.procs.append(proc)
+            pump = threading.Thread(target=self._pump, args=(rank["label"], proc.stdout), daemon=True)
+            pump.start()
+            self.pumps.append(pump)
+        self.say(f"started {len(self.procs)} rank(s): pids {[p.pid for p in self.procs]}")
+
+    def stop_ranks(self, sig: int = signal.SIGTERM) -> None:
+        """Signal every live rank, then SIGKILL whatever outlives the grace period."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline and any(p.poll() is None for p in self.procs):
+            time.sleep(POLL_S)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def on_signal(self, signum, _frame) -> None:
+        self.stop_signal = signum
+
+    def run(self) -> int:
+        """Wait for the ranks; the node's code is 0 if all exit 0, else the first failure's."""
+        while True:
+            if self.stop_signal is not None:
+                self.say(f"received signal {self.stop_signal}, stopping ranks")
+                self.stop_ranks(self.stop_signal)
+                return 128 + self.stop_signal
+            codes = [p.poll() for p in self.procs]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                index, code = failed[0]
+                label = self.spec["ranks"][index]["label"]
+                self.say(f"{label} exited with {code}; stopping the other ranks")
+                self.stop_ranks()
+                return code if code > 0 else 128 - code
+            if all(c == 0 for c in codes):
+                return 0
+            time.sleep(POLL_S)
+
+    def finish(self) -> None:
+        for pump in self.pumps:
+            pump.join(timeout=5)
+
+
+def write_exit_code(node_dir: str, code: int) -> None:
+    path = os.path.join(node_dir, EXIT_CODE_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{code}\n")
+    os.replace(tmp, path)  # atomic: a poller never reads half a number
+
+
+def kill_leftovers_in_group() -> None:
+    """SIGKILL processes a rank left behind in our process group (daemonised helpers and such)."""
+    me = os.getpid()
+    group = os.getpgid(0)
+    if group != me:  # not a session/group leader (run by hand): nothing of ours to sweep
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group:  # field 5 of stat: pgrp
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="airflow_tf.runtime.launcher", description=__doc__.splitlines()[0])
+    parser.add_argument("node_dir", help="directory holding node.json; exit_code is written here")
+    parser.add_argument("--workdir", required=True, help="the user's source directory on this node")
+    parser.add_argument("--output-dir", help="where the chief writes its model (default NODE_DIR/../outputs)")
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    args = parser.parse_args(argv)
+    node_dir = os.path.abspath(args.node_dir)
+    with open(os.path.join(node_dir, NODE_SPEC_FILE)) as f:
+        spec = json.load(f)
+    output_dir = os.path.abspath(args.output_dir or os.path.join(node_dir, os.pardir, "outputs"))
+    node = Node(spec, node_dir, os.path.abspath(args.workdir), output_dir, args.grace)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, node.on_signal)
+    code = 1
+    try:
+        node.start()
+        code = node.run()
+    except BaseException as exc:  # a launcher bug must still leave an exit code and no ranks
+        node.say(f"launcher error: {exc!r}")
+        node.stop_ranks(signal.SIGKILL)
+        code = 1
+    finally:
+        node.finish()
+        node.say(f"exit code {code}")
+        write_exit_code(node_dir, code)
+        kill_leftovers_in_group()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

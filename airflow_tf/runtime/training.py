@@ -1,0 +1,118 @@
+"""Helpers a training script may use. TensorFlow is imported inside the functions that need it.
+
+    from airflow_tf.runtime import training
+    strategy = training.strategy_from_env()
+    ...
+    model.fit(..., callbacks=[training.metrics_callback()])
+    training.save_model(model, "model.keras")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+METRICS_FILE = "metrics-rank{rank}.jsonl"
+MODEL_PATH_FILE = "model_path"
+
+
+def tf_config() -> dict | None:
+    raw = os.environ.get("TF_CONFIG")
+    return json.loads(raw) if raw else None
+
+
+def rank() -> int:
+    return int(os.environ.get("AIRFLOW_TF_RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("AIRFLOW_TF_WORLD_SIZE", "1"))
+
+
+def is_chief() -> bool:
+    """Worker 0 under MultiWorkerMirrored; the single process otherwise."""
+    if "AIRFLOW_TF_IS_CHIEF" in os.environ:
+        return os.environ["AIRFLOW_TF_IS_CHIEF"] == "1"
+    config = tf_config()
+    if not config:
+        return True
+    task = config["task"]
+    return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0 and "chief" not in config["cluster"])
+
+
+def output_dir() -> str:
+    """Where the chief writes what the job produces (the estimator's ``./outputs``)."""
+    path = os.environ.get("AIRFLOW_TF_OUTPUT_DIR", os.path.abspath("outputs"))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def node_dir() -> str:
+    return os.environ.get("AIRFLOW_TF_NODE_DIR", os.getcwd())
+
+
+def strategy_from_env():
+    """The tf.distribute strategy TF_CONFIG calls for (default strategy for a single process).
+
+    Create it before building the model: MultiWorkerMirroredStrategy must be created first thing.
+    """
+    import tensorflow as tf  # noqa: PLC0415 - lazy: the runtime package stays stdlib-only
+
+    config = tf_config()
+    if config and len(config["cluster"].get("worker", [])) + len(config["cluster"].get("chief", [])) > 1:
+        if "ps" in config["cluster"]:
+            resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+            return tf.distribute.ParameterServerStrategy(resolver)
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def log_metrics(epoch: int, metrics: dict[str, Any], *, epochs: int | None = None) -> None:
+    """Append one epoch's metrics as a JSON line to this rank's metrics file (for custom loops)."""
+    record = {"epoch": epoch, "rank": rank(), "time": round(time.time(), 3)}
+    if epochs is not None:
+        record["epochs"] = epochs
+    record.update({key: float(value) for key, value in metrics.items()})
+    path = os.path.join(node_dir(), METRICS_FILE.format(rank=rank()))
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def metrics_callback():
+    """A Keras callback that calls ``log_metrics`` at the end of every epoch.
+
+    It subclasses ``tf.keras.callbacks.Callback``, which is tf_keras when TF_USE_LEGACY_KERAS=1
+    and Keras 3 otherwise, so it fits whichever ``fit`` the script uses.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    class MetricsLogger(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            log_metrics(epoch + 1, dict(logs or {}), epochs=self.params.get("epochs"))
+
+    return MetricsLogger()
+
+
+def save_model(model, filename: str = "model.keras") -> str | None:
+    """Save on every worker, as MultiWorkerMirrored requires; only the chief's copy is kept.
+
+    Saving is a collective under MultiWorkerMirroredStrategy: a chief that saves while the other
+    workers do not waits forever. So every worker saves, non-chiefs into a scratch directory that
+    is deleted right after. Returns the chief's path (None on other workers).
+    """
+    if is_chief():
+        path = os.path.join(output_dir(), filename)
+        model.save(path)
+        with open(os.path.join(node_dir(), MODEL_PATH_FILE), "w") as f:
+            f.write(path)
+        return path
+    scratch = tempfile.mkdtemp(prefix=f"airflow-tf-rank{rank()}-")
+    try:
+        model.save(os.path.join(scratch, filename))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None
