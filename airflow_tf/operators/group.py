@@ -111,7 +111,7 @@ class TrainingTaskGroup(TaskGroup):
             )
             launch = LaunchNodeOperator.partial(
                 task_id="launch", backend=backend, source_directory=fields["source_directory"],
-            ).expand(node=plan.output["nodes"])
+            ).expand(node=plan.output)
             wait = WaitForTrainingJobOperator(
                 task_id="wait", handles=launch.output, backend=backend, plan_task_id=plan.task_id,
                 poll_interval=poll_interval, timeout=timeout,

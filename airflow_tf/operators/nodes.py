@@ -21,6 +21,9 @@ from airflow_tf.cluster.spec import TrainingSpec, coerce_positive_int
 PLANNERS: dict[str, Callable[..., JobPlan]] = {"tensorflow": plan_tensorflow_job}
 
 
+PLAN_XCOM_KEY = "plan"
+
+
 def job_id_for(dag_id: str, run_id: str, group_id: str) -> str:
     """A directory- and label-safe id, unique per (DAG, run, group) even after sanitising."""
     raw = f"{dag_id}.{run_id}.{group_id}"
@@ -32,8 +35,8 @@ def job_id_for(dag_id: str, run_id: str, group_id: str) -> str:
 class PlanTrainingJobOperator(BaseOperator):
     """Render the spec (node_count and script_params may be templates) and plan every node.
 
-    Its return value is the whole plan, TF_CONFIG included, readable in the UI; the ``nodes``
-    XCom feeds the mapped launch.
+    Its return value is the list of node plans (TF_CONFIG included, readable in the UI), which
+    the mapped launch expands over; the ``plan`` XCom holds the whole job plan.
     """
 
     template_fields = ("node_count", "script_params", "environment_variables")
@@ -50,7 +53,7 @@ class PlanTrainingJobOperator(BaseOperator):
         self.backend = backend
         self.job_name = job_name
 
-    def execute(self, context) -> dict[str, Any]:
+    def execute(self, context) -> list[dict[str, Any]]:
         spec = TrainingSpec(
             **self.spec_fields,
             node_count=coerce_positive_int("node_count", self.node_count),
@@ -67,9 +70,8 @@ class PlanTrainingJobOperator(BaseOperator):
         job_id = job_id_for(context["dag"].dag_id, context["run_id"], self.job_name)
         plan = PLANNERS[self.strategy](spec, job_id=job_id, hosts=hosts, free_ports=free_ports)
         self.log.info("job %s: %s over %d node(s), world size %d", job_id, plan.strategy, len(plan.nodes), plan.world_size)
-        nodes = [node.to_json() for node in plan.nodes]
-        context["ti"].xcom_push(key="nodes", value=nodes)
-        return plan.to_json()
+        context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=plan.to_json())
+        return [node.to_json() for node in plan.nodes]
 
 
 class LaunchNodeOperator(BaseOperator):
@@ -113,7 +115,7 @@ class WaitForTrainingJobOperator(BaseOperator):
         from airflow_tf.triggers.training_job import TrainingJobTrigger  # only workers need it
 
         handles = list(self.handles[:])  # a mapped XCom: slice fetches all in one request
-        plan = context["ti"].xcom_pull(task_ids=self.plan_task_id)
+        plan = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
         self.defer(
             trigger=TrainingJobTrigger(
                 backend=self.backend,
@@ -159,7 +161,7 @@ class TeardownTrainingJobOperator(BaseOperator):
 
     def execute(self, context) -> None:
         ti = context["ti"]
-        plan = ti.xcom_pull(task_ids=self.plan_task_id)
+        plan = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
         if plan:
             backend = Backend.deserialize(self.backend)
             were_running = backend.stop_job(plan["job_id"], len(plan["nodes"]))

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create or update .venv with everything airflow-tf needs. Idempotent: a second run with
+# unchanged requirements only checks a stamp file.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$REPO"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+
+stamp="$VENV/.airflow-tf-setup"
+want="$(cat requirements/*.txt setup.cfg scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "setup: .venv is up to date"
+  exit 0
+fi
+
+echo "setup: installing Python packages into $VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check -U pip
+"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/airflow.txt -r requirements/ml.txt -r requirements/test.txt
+# tf-keras declares a dependency on 'tensorflow', not 'tensorflow-cpu': without --no-deps pip
+# would pull the full GPU 'tensorflow' wheel next to tensorflow-cpu.
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "tf-keras==2.21.0"
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+echo "$want" > "$stamp"
+echo "setup: done"
