@@ -1,0 +1,33 @@
+"""Test-session setup: one Airflow home per session (SQLite), set before airflow is imported.
+
+The end-to-end tests (real scheduler + triggerer) use a second, separate home: a triggerer must
+never share a database with dag.test(), which leaves trigger rows behind.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AIRFLOW_HOME = os.path.join(REPO, ".airflow", "test")
+
+os.environ["AIRFLOW_HOME"] = AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(REPO, "dags")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    # A fresh metadata DB per session, so no test sees rows an earlier session left.
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+    os.makedirs(AIRFLOW_HOME)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Migrate the session's SQLite DB once (≈4 s) for the tests that run DAGs."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    return AIRFLOW_HOME

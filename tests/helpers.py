@@ -1,0 +1,31 @@
+"""Shared test helpers. Deliberately independent of airflow_tf.backends.processes, so a bug there
+cannot hide a leftover process from the tests."""
+
+import os
+
+
+def _is_zombie(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def job_pids(job_id: str) -> list[int]:
+    """Live processes of a job: ranks (job id in their environment) and node launchers (job id in argv)."""
+    marker = f"AIRFLOW_TF_JOB_ID={job_id}".encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if (marker in env or job_id.encode() in cmdline) and not _is_zombie(pid):
+            found.append(int(pid))
+    return found
