@@ -4,6 +4,7 @@ The end-to-end tests (real scheduler + triggerer) use a second, separate home: a
 never share a database with dag.test(), which leaves trigger rows behind.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,12 @@ AIRFLOW_HOME = os.path.join(REPO, ".airflow", "test")
 os.environ["AIRFLOW_HOME"] = AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(REPO, "dags")
+# Two bundles: the shipped examples and the tests' own DAGs (dag.test() finds a DAG only
+# through a bundle).
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps([
+    {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": path}}
+    for name, path in (("dags-folder", os.path.join(REPO, "dags")), ("test-dags", os.path.join(REPO, "tests", "dags")))
+])
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
