@@ -188,6 +188,10 @@ class LocalBackend(Backend):
                 time.sleep(0.1)
             if processes.is_alive(pid, ticks):
                 processes.signal_group(pid, signal.SIGKILL)
+                # SIGKILL is delivered asynchronously: wait, so a poll() after stop() sees it ended.
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and processes.is_alive(pid, ticks):
+                    time.sleep(0.05)
         # Whatever escaped the group (or outlived a launcher killed hard) still carries the job id.
         processes.kill_all(processes.job_processes(handle["job_id"], handle["node_index"]))
 

@@ -32,7 +32,7 @@ def check_positive_int(field: str, value: Any) -> int:
 
 def coerce_positive_int(field: str, value: Any) -> int:
     """Like check_positive_int, but accepts the digit strings a rendered template produces."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and value.strip().removeprefix("-").isdecimal():
         value = int(value.strip())
     return check_positive_int(field, value)
 

@@ -65,7 +65,6 @@ class TrainingTaskGroup(TaskGroup):
             hints = {name: difflib.get_close_matches(name, allowed, n=1) for name in unknown}
             hint = "; ".join(f"did you mean {h[0]!r} for {name!r}?" for name, h in hints.items() if h)
             raise SpecError(f"{type(self).__name__} got unknown option(s) {unknown}. {hint} Allowed: {allowed}")
-        super().__init__(group_id=task_id, **group_kwargs)
         fields = {
             "source_directory": source_directory,
             "entry_script": entry_script,
@@ -92,6 +91,8 @@ class TrainingTaskGroup(TaskGroup):
             backend = LocalBackend()
         if not isinstance(backend, Backend):
             raise SpecError(f"backend must be an airflow_tf Backend (LocalBackend(), ...), got {backend!r}")
+        # Registered with the DAG only once valid: a failed construction leaves no half group.
+        super().__init__(group_id=task_id, **group_kwargs)
         self.backend = backend
         self._build(fields, poll_interval=poll_interval, timeout=timeout)
 

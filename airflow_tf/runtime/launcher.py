@@ -167,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         node.stop_ranks(signal.SIGKILL)
         code = 1
     finally:
+        # Sweep first: a leftover holding a rank's stdout would stall finish() (5 s per pump), and
+        # the exit code must not announce the end while processes of the node still run.
+        kill_leftovers_in_group()
         node.finish()
         node.say(f"exit code {code}")
         write_exit_code(node_dir, code)
-        kill_leftovers_in_group()
     return code
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from airflow.sdk import DAG
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from airflow_tf import SpecError, TensorFlowTrainOperator, TrainingSpec
 from airflow_tf.cluster.params import script_argv
@@ -231,6 +233,22 @@ def test_templated_node_count_is_still_checked_once_rendered():
 def test_coerce_positive_int_rejects_bad_rendered_values(rendered):
     with raises_spec_error("node_count must be an integer >= 1"):
         coerce_positive_int("node_count", rendered)
+
+
+@given(st.one_of(st.text(max_size=6), st.integers().map(str)))
+@example("²")  # str.isdigit() is True for superscripts, but int() cannot parse them
+@example("-3")
+@example("--3")  # lstrip("-") would strip both dashes, then int() fails
+@example(" 7 ")
+def test_coerce_positive_int_any_text_gives_int_or_spec_error(text):
+    """Whatever a template renders to: a positive int, or a SpecError naming the field, never another error."""
+    try:
+        value = coerce_positive_int("node_count", text)
+    except SpecError as e:
+        assert "node_count must be an integer >= 1" in str(e)
+    else:
+        assert isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        assert value == int(text)
 
 
 def test_spec_normalises_source_directory_to_absolute(src, monkeypatch):
