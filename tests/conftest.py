@@ -30,7 +30,7 @@ import pytest  # noqa: E402
 def pytest_sessionstart(session):
     # A fresh metadata DB per session, so no test sees rows an earlier session left.
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
-    os.makedirs(AIRFLOW_HOME)
+    os.makedirs(AIRFLOW_HOME, exist_ok=True)
 
 
 @pytest.fixture(scope="session")

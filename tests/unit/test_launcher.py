@@ -197,7 +197,7 @@ def test_ranks_output_is_prefixed_and_each_rank_gets_its_env_and_argv(make_node)
             infos[rank] = json.loads(rest.split(" INFO ", 1)[1])
     # 5 numbered lines, one stderr line, the INFO line and the unterminated last line per rank
     assert rank_lines == {"0": 8, "1": 8}
-    assert f"[node 0 rank 1] rank=1 last line without newline" in node.log_lines()
+    assert "[node 0 rank 1] rank=1 last line without newline" in node.log_lines()
     assert "[node 0] exit code 0" in node.log_lines()
 
     for rank in ("0", "1"):

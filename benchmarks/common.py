@@ -1,0 +1,144 @@
+"""Shared by the benchmarks: machine facts, statistics, and writing one section of docs/benchmarks.md.
+
+Benchmarks measure and report; they never assert. Each one owns a section of the report between
+``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` and replaces only that section, so re-running
+one benchmark leaves the others' numbers alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPORT = os.path.join(REPO, "docs", "benchmarks.md")
+SECTIONS = ("parse_cost", "job_overhead", "worker_slots")  # order in the report
+
+HEADER = """# Benchmarks
+
+Measured, not asserted: `./scripts/bench.sh` (or `make bench`) sets up `.venv` and runs every
+benchmark in `benchmarks/`; each writes its own section below and replaces only that section
+when re-run (`./scripts/bench.sh parse_cost` re-runs one). Numbers depend on the machine; each
+section says which machine produced it. Run nothing else heavy meanwhile.
+"""
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def ram_gib() -> str:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "airflow_tf", "dags"],
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + (" (airflow_tf/ or dags/ modified)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine_facts() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join([
+        f"- date: {now}",
+        f"- machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, {ram_gib()} RAM, "
+        f"{platform.system()} {platform.release()}",
+        f"- software: Python {platform.python_version()}, apache-airflow {package_version('apache-airflow')}, "
+        f"tensorflow-cpu {package_version('tensorflow-cpu')}, tf-keras {package_version('tf-keras')}",
+        f"- commit: {git_commit()}",
+    ])
+
+
+def command_line() -> str:
+    """The command that re-runs this benchmark, relative to the repository root."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+    return " ".join(["python", shlex.quote(script), *map(shlex.quote, sys.argv[1:])])
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def fmt_s(seconds: float | None, digits: int = 2) -> str:
+    return "n/a" if seconds is None else f"{seconds:.{digits}f}"
+
+
+def write_section(name: str, body: str, path: str = REPORT) -> None:
+    """Replace (or add, in SECTIONS order) the ``name`` section of the report."""
+    if name not in SECTIONS:
+        raise ValueError(f"unknown section {name!r}")
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = HEADER
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        # Insert before the first later section present, else append.
+        later = [f"<!-- bench:{s} -->" for s in SECTIONS[SECTIONS.index(name) + 1:]]
+        positions = [text.find(marker) for marker in later if marker in text]
+        if positions:
+            at = min(positions)
+            text = text[:at] + block + "\n\n" + text[at:]
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    print(f"wrote section {name!r} of {os.path.relpath(path, REPO)}")
+
+
+def bench_env(airflow_home: str) -> dict[str, str]:
+    """The environment scripts/env.sh sets, with this benchmark's own Airflow home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+        "AIRFLOW_HOME": airflow_home,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(REPO, "dags"),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    })
+    return env
