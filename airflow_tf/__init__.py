@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "TensorFlowTrainOperator": "airflow_tf.operators.tensorflow",
+    "ParameterServerTrainOperator": "airflow_tf.operators.parameter_server",
     "LocalBackend": "airflow_tf.backends.local",
     "Backend": "airflow_tf.backends.base",
     "TrainingSpec": "airflow_tf.cluster.spec",
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from airflow_tf.backends.local import LocalBackend
     from airflow_tf.cluster.errors import SpecError
     from airflow_tf.cluster.spec import TrainingSpec
+    from airflow_tf.operators.parameter_server import ParameterServerTrainOperator
     from airflow_tf.operators.tensorflow import TensorFlowTrainOperator
 
 

@@ -13,6 +13,10 @@ def get_provider_info() -> dict:
             {"integration-name": "TensorFlow", "python-modules": ["airflow_tf.triggers.training_job"]},
         ],
         "operators": [
-            {"integration-name": "TensorFlow", "python-modules": ["airflow_tf.operators.tensorflow", "airflow_tf.operators.nodes"]},
+            {"integration-name": "TensorFlow", "python-modules": [
+                "airflow_tf.operators.tensorflow",
+                "airflow_tf.operators.parameter_server",
+                "airflow_tf.operators.nodes",
+            ]},
         ],
     }

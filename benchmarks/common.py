@@ -19,6 +19,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT = os.path.join(REPO, "docs", "benchmarks.md")
 SECTIONS = ("parse_cost", "job_overhead", "worker_slots")  # order in the report
+LOAD_AT_START = os.getloadavg()  # this module is imported when a benchmark starts
 
 HEADER = """# Benchmarks
 
@@ -65,7 +66,7 @@ def git_commit() -> str:
         out = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "airflow_tf", "dags"],
                                capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + (" (airflow_tf/ or dags/ modified)" if dirty else "")
+        return out.stdout.strip() + (" + uncommitted changes in airflow_tf/ or dags/" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -79,6 +80,8 @@ def machine_facts() -> str:
         f"- software: Python {platform.python_version()}, apache-airflow {package_version('apache-airflow')}, "
         f"tensorflow-cpu {package_version('tensorflow-cpu')}, tf-keras {package_version('tf-keras')}",
         f"- commit: {git_commit()}",
+        "- load average (1/5/15 min) at start: {}; at end: {} (anything else running skews the numbers)".format(
+            " / ".join(f"{v:.2f}" for v in LOAD_AT_START), " / ".join(f"{v:.2f}" for v in os.getloadavg())),
     ])
 
 

@@ -20,14 +20,18 @@ class Outcome:
 def decide(success_rule: str, states: Sequence[Mapping]) -> Outcome:
     """``states[i]`` is node i's ``{"running": bool, "exit_code": int | None}``.
 
-    all_ranks_zero: the first node that ended non-zero (or vanished without a code) fails the
-    job at once; the job succeeds when every node ended with 0.
+    Under both rules the first node that ended non-zero (or vanished without a code) fails the
+    job at once. all_ranks_zero: the job succeeds when every node ended with 0. chief_zero
+    (parameter-server training): it succeeds as soon as node 0, which hosts the chief, ended
+    with 0; the other nodes serve until they are stopped.
     """
-    if success_rule != "all_ranks_zero":
+    if success_rule not in ("all_ranks_zero", "chief_zero"):
         raise ValueError(f"unknown success rule {success_rule!r}")
     for index, state in enumerate(states):
         if not state["running"] and state["exit_code"] != 0:
             return Outcome(FAILED, failed_node=index, exit_code=state["exit_code"])
+    if success_rule == "chief_zero":
+        return Outcome(SUCCESS) if not states[0]["running"] else Outcome(RUNNING)
     if all(not state["running"] for state in states):
         return Outcome(SUCCESS)
     return Outcome(RUNNING)

@@ -20,6 +20,8 @@ from airflow_tf.cluster.spec import TrainingSpec
 SINGLE = "single"
 MULTI_WORKER_MIRRORED = "multi_worker_mirrored"
 ALL_RANKS_ZERO = "all_ranks_zero"
+PARAMETER_SERVER = "parameter_server"
+CHIEF_ZERO = "chief_zero"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +30,13 @@ class RankPlan:
     local_rank: int
     label: str  # prefixed to every line this rank prints
     env: dict[str, str]
+    role: str = "worker"
+    # Run ``python -u *command`` instead of the entry script (e.g. the runtime's TF server).
+    command: list[str] | None = None
+    # A daemon serves until stopped (ps, PS workers): the node does not wait for it to exit.
+    daemon: bool = False
+    # Restarts the node runtime grants this rank after a failure before the node fails.
+    max_restarts: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -156,9 +156,113 @@ class TrainingSpec:
         return dataclasses.asdict(self)
 
     @classmethod
+    def validate_fields(cls, fields: Mapping[str, Any], *, skip: frozenset[str] | set[str] = frozenset()) -> None:
+        """Parse-time check of the fields given (templated ones, in ``skip``, are checked later)."""
+        validate_fields(fields, skip=skip)
+
+    @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "TrainingSpec":
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise SpecError(f"unknown training option(s) {unknown}; allowed: {sorted(names)}")
         return cls(**data)
+
+
+SERVER_MODES = ("script", "runtime")
+
+
+def check_non_negative_int(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"{field} must be an integer >= 0, got {_describe(value)}")
+    return value
+
+
+PS_FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "worker_count": lambda v: check_positive_int("worker_count", v),
+    "parameter_server_count": lambda v: check_positive_int("parameter_server_count", v),
+    "evaluator": lambda v: check_bool("evaluator", v),
+    "max_worker_restarts": lambda v: check_non_negative_int("max_worker_restarts", v),
+}
+
+
+def check_server_mode(value: Any) -> str:
+    if value not in SERVER_MODES:
+        raise SpecError(f"server_mode must be one of {list(SERVER_MODES)}, got {value!r}")
+    return value
+
+
+def check_max_tasks_per_node(value: Any) -> int | None:
+    return None if value is None else check_positive_int("max_tasks_per_node", value)
+
+
+def check_ps_layout(fields: Mapping[str, Any]) -> None:
+    """Cross-field checks: the process count is implied by the roles, and tasks must fit."""
+    if fields.get("process_count_per_node", 1) != 1:
+        raise SpecError(
+            "process_count_per_node must be 1 for parameter-server training (tasks per node follow from "
+            f"worker_count, parameter_server_count and node_count), got {fields['process_count_per_node']!r}"
+        )
+    limit, node_count = fields.get("max_tasks_per_node"), fields.get("node_count")
+    if not isinstance(node_count, int):
+        return  # templated: checked again once rendered
+    tasks = 1 + fields["worker_count"] + fields["parameter_server_count"] + (1 if fields.get("evaluator") else 0)
+    described = (f"{tasks} tasks (chief + {fields['worker_count']} workers + {fields['parameter_server_count']} ps"
+                 f"{' + evaluator' if fields.get('evaluator') else ''})")
+    if node_count > tasks:
+        raise SpecError(f"node_count is {node_count} but there are only {described}; lower node_count or add workers")
+    if limit is not None and -(-tasks // node_count) > limit:
+        raise SpecError(
+            f"max_tasks_per_node is {limit}, but {described} over node_count={node_count} put "
+            f"{-(-tasks // node_count)} on one node; raise node_count or the limit"
+        )
+
+
+def check_evaluator_script(source_directory: Any, evaluator: bool, evaluator_script: Any) -> None:
+    if evaluator_script is None:
+        return
+    if not evaluator:
+        raise SpecError("evaluator_script is set but evaluator is False; set evaluator=True or drop evaluator_script")
+    try:
+        check_source(source_directory, evaluator_script)
+    except SpecError as exc:
+        raise SpecError(str(exc).replace("entry_script", "evaluator_script")) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterServerSpec(TrainingSpec):
+    """A chief (coordinator) + ``worker_count`` workers + ``parameter_server_count`` ps tasks.
+
+    ``evaluator`` adds a sidecar evaluator kept out of the training cluster. ``server_mode``:
+    "script" runs the entry script on every task (the shape TensorFlow documents: ps/workers
+    start ``tf.distribute.Server`` and join); "runtime" runs the entry script on the chief only
+    and lets the node runtime serve the ps/worker tasks.
+    """
+
+    worker_count: int = 1
+    parameter_server_count: int = 1
+    evaluator: bool = False
+    server_mode: str = "script"
+    max_worker_restarts: int = 0
+    max_tasks_per_node: int | None = None
+    evaluator_script: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_evaluator_script(self.source_directory, self.evaluator, self.evaluator_script)
+        for name, check in PS_FIELD_CHECKS.items():
+            check(getattr(self, name))
+        check_server_mode(self.server_mode)
+        check_max_tasks_per_node(self.max_tasks_per_node)
+        check_ps_layout(dataclasses.asdict(self))
+
+    @classmethod
+    def validate_fields(cls, fields: Mapping[str, Any], *, skip: frozenset[str] | set[str] = frozenset()) -> None:
+        super().validate_fields(fields, skip=skip)
+        for name, check in PS_FIELD_CHECKS.items():
+            if name in fields:
+                check(fields[name])
+        check_server_mode(fields.get("server_mode", "script"))
+        check_max_tasks_per_node(fields.get("max_tasks_per_node"))
+        check_ps_layout({k: v for k, v in fields.items() if k not in skip})
+        check_evaluator_script(fields.get("source_directory"), fields.get("evaluator", False), fields.get("evaluator_script"))

@@ -7,6 +7,7 @@ that instantiates operators.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import Any, ClassVar
 
@@ -16,8 +17,8 @@ from airflow.sdk import TaskGroup
 from airflow_tf.backends.base import Backend
 from airflow_tf.backends.local import LocalBackend
 from airflow_tf.cluster.errors import SpecError
-from airflow_tf.cluster.spec import validate_fields
 from airflow_tf.operators.nodes import (
+    PLANNERS,
     LaunchNodeOperator,
     PlanTrainingJobOperator,
     TeardownTrainingJobOperator,
@@ -33,11 +34,20 @@ def _is_template(value: Any) -> bool:
     return isinstance(value, str) and "{{" in value
 
 
+BASE_OPTIONS = frozenset({
+    "source_directory", "entry_script", "script_params", "node_count", "process_count_per_node", "pip_packages",
+    "conda_packages", "use_gpu", "environment_variables", "backend", "poll_interval", "timeout",
+})
+
+
 class TrainingTaskGroup(TaskGroup):
-    """Shared by every *TrainOperator; subclasses set ``strategy`` and may add spec fields."""
+    """Shared by every *TrainOperator; subclasses set ``strategy`` (a key of ``PLANNERS``).
+
+    Options beyond the common ones are the fields the strategy's spec class adds (for example
+    ``worker_count`` for parameter-server training); they are validated by that class.
+    """
 
     strategy: ClassVar[str]
-    spec_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -55,13 +65,14 @@ class TrainingTaskGroup(TaskGroup):
         backend: Backend | None = None,
         poll_interval: float = 1.0,
         timeout: float | None = None,
-        **group_kwargs: Any,
+        **options: Any,
     ):
+        spec_class = PLANNERS[self.strategy][0]
+        strategy_options = {f.name for f in dataclasses.fields(spec_class)} - BASE_OPTIONS
+        group_kwargs = {k: v for k, v in options.items() if k not in strategy_options}
         unknown = sorted(set(group_kwargs) - TASK_GROUP_OPTIONS)
         if unknown:
-            allowed = sorted({*TASK_GROUP_OPTIONS, "source_directory", "entry_script", "script_params", "node_count",
-                              "process_count_per_node", "pip_packages", "conda_packages", "use_gpu",
-                              "environment_variables", "backend", "poll_interval", "timeout"})
+            allowed = sorted(TASK_GROUP_OPTIONS | BASE_OPTIONS | strategy_options)
             hints = {name: difflib.get_close_matches(name, allowed, n=1) for name in unknown}
             hint = "; ".join(f"did you mean {h[0]!r} for {name!r}?" for name, h in hints.items() if h)
             raise SpecError(f"{type(self).__name__} got unknown option(s) {unknown}. {hint} Allowed: {allowed}")
@@ -75,9 +86,10 @@ class TrainingTaskGroup(TaskGroup):
             "conda_packages": conda_packages,
             "use_gpu": use_gpu,
             "environment_variables": environment_variables,
+            **{k: v for k, v in options.items() if k in strategy_options},
         }
         templated = {name for name in TEMPLATED_FIELDS if _is_template(fields[name])}
-        validate_fields(fields, skip=templated)
+        spec_class.validate_fields(fields, skip=templated)
         for name in ("pip_packages", "conda_packages"):
             if fields[name]:
                 # Honest limit: per-job package environments are not built yet. Failing here

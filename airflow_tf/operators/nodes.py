@@ -14,11 +14,15 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_tf.backends.base import Backend
+from airflow_tf.cluster.parameter_server import plan_parameter_server_job
 from airflow_tf.cluster.plan import JobPlan, plan_tensorflow_job
-from airflow_tf.cluster.spec import TrainingSpec, coerce_positive_int
+from airflow_tf.cluster.spec import ParameterServerSpec, TrainingSpec, coerce_positive_int
 
-# strategy name -> pure planner(spec, job_id=, hosts=, free_ports=) -> JobPlan
-PLANNERS: dict[str, Callable[..., JobPlan]] = {"tensorflow": plan_tensorflow_job}
+# strategy name -> (spec class, pure planner(spec, job_id=, hosts=, free_ports=) -> JobPlan)
+PLANNERS: dict[str, tuple[type[TrainingSpec], Callable[..., JobPlan]]] = {
+    "tensorflow": (TrainingSpec, plan_tensorflow_job),
+    "parameter_server": (ParameterServerSpec, plan_parameter_server_job),
+}
 
 
 PLAN_XCOM_KEY = "plan"
@@ -54,7 +58,8 @@ class PlanTrainingJobOperator(BaseOperator):
         self.job_name = job_name
 
     def execute(self, context) -> list[dict[str, Any]]:
-        spec = TrainingSpec(
+        spec_class, planner = PLANNERS[self.strategy]
+        spec = spec_class(
             **self.spec_fields,
             node_count=coerce_positive_int("node_count", self.node_count),
             script_params=self.script_params,
@@ -62,13 +67,16 @@ class PlanTrainingJobOperator(BaseOperator):
         )
         backend = Backend.deserialize(self.backend)
         hosts = backend.hosts(spec.node_count)
+        job_id = job_id_for(context["dag"].dag_id, context["run_id"], self.job_name)
+        # Plan once with default ports to learn how many tasks land on each host, then again
+        # with ports the backend found free there.
+        draft = planner(spec, job_id=job_id, hosts=hosts)
         tasks_per_host: dict[str, int] = {}
-        for host in hosts:
-            tasks_per_host[host] = tasks_per_host.get(host, 0) + spec.process_count_per_node
+        for node in draft.nodes:
+            tasks_per_host[node.host] = tasks_per_host.get(node.host, 0) + len(node.ranks)
         found = {host: backend.free_ports(host, count) for host, count in tasks_per_host.items()}
         free_ports = None if any(ports is None for ports in found.values()) else found
-        job_id = job_id_for(context["dag"].dag_id, context["run_id"], self.job_name)
-        plan = PLANNERS[self.strategy](spec, job_id=job_id, hosts=hosts, free_ports=free_ports)
+        plan = planner(spec, job_id=job_id, hosts=hosts, free_ports=free_ports)
         self.log.info("job %s: %s over %d node(s), world size %d", job_id, plan.strategy, len(plan.nodes), plan.world_size)
         context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=plan.to_json())
         return [node.to_json() for node in plan.nodes]

@@ -33,6 +33,7 @@ class Node:
         self.output_dir = output_dir
         self.grace_s = grace_s
         self.procs: list[subprocess.Popen] = []
+        self.restarts: list[int] = []
         self.pumps: list[threading.Thread] = []
         self.out_lock = threading.Lock()
         self.stop_signal: int | None = None
@@ -60,19 +61,24 @@ class Node:
             sys.stdout.buffer.write(f"[node {self.spec['node_index']}] {message}\n".encode())
             sys.stdout.buffer.flush()
 
+    def _spawn(self, index: int) -> subprocess.Popen:
+        rank = self.spec["ranks"][index]
+        # A rank may run its own command (e.g. the runtime's TF server) instead of the script.
+        target = rank.get("command") or [self.spec["script"], *self.spec["script_args"]]
+        # argv is a list: script params never pass through a shell.
+        proc = subprocess.Popen(
+            [sys.executable, "-u", *target], cwd=self.workdir, env=self._env(rank), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        pump = threading.Thread(target=self._pump, args=(rank["label"], proc.stdout), daemon=True)
+        pump.start()
+        self.pumps.append(pump)
+        return proc
+
     def start(self) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
-        argv = [sys.executable, "-u", self.spec["script"], *self.spec["script_args"]]
-        for rank in self.spec["ranks"]:
-            # argv is a list: script params never pass through a shell.
-            proc = subprocess.Popen(
-                argv, cwd=self.workdir, env=self._env(rank), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            )
-            self.procs.append(proc)
-            pump = threading.Thread(target=self._pump, args=(rank["label"], proc.stdout), daemon=True)
-            pump.start()
-            self.pumps.append(pump)
+        self.procs = [self._spawn(index) for index in range(len(self.spec["ranks"]))]
+        self.restarts = [0] * len(self.procs)
         self.say(f"started {len(self.procs)} rank(s): pids {[p.pid for p in self.procs]}")
 
     def stop_ranks(self, sig: int = signal.SIGTERM) -> None:
@@ -95,21 +101,40 @@ class Node:
         self.stop_signal = signum
 
     def run(self) -> int:
-        """Wait for the ranks; the node's code is 0 if all exit 0, else the first failure's."""
+        """Wait for the ranks and return the node's exit code.
+
+        A failed rank is restarted while its ``max_restarts`` budget lasts; otherwise the node
+        fails with its code and the other ranks are stopped. The node succeeds when every rank
+        that is not a ``daemon`` exited 0; daemons (parameter servers, PS workers: they serve
+        until told to stop) are then stopped. A node of daemons only runs until it is stopped.
+        """
+        ranks = self.spec["ranks"]
         while True:
             if self.stop_signal is not None:
                 self.say(f"received signal {self.stop_signal}, stopping ranks")
                 self.stop_ranks(self.stop_signal)
                 return 128 + self.stop_signal
             codes = [p.poll() for p in self.procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
-                index, code = failed[0]
-                label = self.spec["ranks"][index]["label"]
+            for index, code in enumerate(codes):
+                if code in (None, 0):
+                    continue
+                label = ranks[index]["label"]
+                if self.restarts[index] < ranks[index].get("max_restarts", 0):
+                    self.restarts[index] += 1
+                    self.say(f"{label} exited with {code}; restarting it "
+                             f"({self.restarts[index]}/{ranks[index]['max_restarts']})")
+                    self.procs[index] = self._spawn(index)
+                    continue
                 self.say(f"{label} exited with {code}; stopping the other ranks")
                 self.stop_ranks()
                 return code if code > 0 else 128 - code
-            if all(c == 0 for c in codes):
+            essential = [code for code, rank in zip(codes, ranks) if not rank.get("daemon")]
+            if essential and all(code == 0 for code in essential):
+                if any(code is None for code in codes):
+                    self.say("all non-daemon ranks finished; stopping the daemon ranks")
+                    self.stop_ranks()
+                return 0
+            if not essential and all(code == 0 for code in codes):
                 return 0
             time.sleep(POLL_S)
 

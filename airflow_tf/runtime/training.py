@@ -71,6 +71,26 @@ def strategy_from_env():
     return tf.distribute.get_strategy()
 
 
+def role() -> str:
+    """chief / worker / ps / evaluator from TF_CONFIG ("worker" for single-process runs)."""
+    config = tf_config()
+    return config["task"]["type"] if config else "worker"
+
+
+def serve_unless_chief() -> None:
+    """In a parameter-server script: ps and worker tasks serve here and never return.
+
+    The chief (and an evaluator) return and go on with the script. Call it before anything
+    else touches TensorFlow's distribution state.
+    """
+    if role() in ("ps", "worker") and tf_config() and "ps" in tf_config()["cluster"]:
+        from airflow_tf.runtime.tf_server import serve  # noqa: PLC0415
+
+        os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
+        serve(tf_config())
+        raise SystemExit(0)
+
+
 def log_metrics(epoch: int, metrics: dict[str, Any], *, epochs: int | None = None) -> None:
     """Append one epoch's metrics as a JSON line to this rank's metrics file (for custom loops)."""
     record = {"epoch": epoch, "rank": rank(), "time": round(time.time(), 3)}
