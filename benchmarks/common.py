@@ -15,6 +15,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT = os.path.join(REPO, "docs", "benchmarks.md")
@@ -89,6 +90,41 @@ def command_line() -> str:
     """The command that re-runs this benchmark, relative to the repository root."""
     script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
     return " ".join(["python", shlex.quote(script), *map(shlex.quote, sys.argv[1:])])
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]), idle
+
+
+def cpu_busy(sample_s: float = 1.0) -> float:
+    """Fraction of all CPUs busy over ``sample_s`` (while this process sleeps)."""
+    total0, idle0 = _cpu_times()
+    time.sleep(sample_s)
+    total1, idle1 = _cpu_times()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(max_busy: float = 0.15, max_wait_s: float | None = None) -> float:
+    """Wait (up to BENCH_QUIET_WAIT_S, default 180 s) until the CPUs are idle enough to measure.
+
+    Returns the busy fraction seen last; a measurement then starts whatever it is, and the
+    reports print it so a noisy run can be told apart.
+    """
+    if max_wait_s is None:
+        max_wait_s = float(os.environ.get("BENCH_QUIET_WAIT_S", "180"))
+    deadline = time.monotonic() + max_wait_s
+    busy = cpu_busy()
+    told = False
+    while busy > max_busy and time.monotonic() < deadline:
+        if not told:
+            print(f"machine busy ({busy:.0%} CPU in use by others): waiting up to {max_wait_s:.0f} s for it to settle",
+                  flush=True)
+            told = True
+        busy = cpu_busy()
+    return busy
 
 
 def median(values) -> float:

@@ -32,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, bench_env, command_line, fmt_s, machine_facts, median, write_section  # noqa: E402
+from common import REPO, bench_env, command_line, fmt_s, machine_facts, median, wait_for_quiet, write_section  # noqa: E402
 
 AIRFLOW_HOME = os.path.join(REPO, ".airflow", "bench")
 CONTROL_DIR = os.path.join(AIRFLOW_HOME, "control_dags")
@@ -284,14 +284,17 @@ def main() -> int:
     run_by_hand(args.epochs, args.node_count)
     run_dag_test(CONTROL_DAG_ID, CONTROL_DIR, args.epochs, args.node_count, env, os.path.join(log_dir, "control-warmup.log"))
 
-    hand, op, ctl = [], [], []
+    hand, op, ctl, busy = [], [], [], []
     for i in range(args.repeats):
+        busy.append([wait_for_quiet()])
         hand.append(run_by_hand(args.epochs, args.node_count))
         print(f"round {i + 1}: by hand {hand[-1]['wall_s']:.2f} s", flush=True)
+        busy[-1].append(wait_for_quiet())
         op.append(run_dag_test(EXAMPLE_DAG_ID, os.path.join(REPO, "dags"), args.epochs, args.node_count, env,
                                os.path.join(log_dir, f"operator-{i + 1}.log")))
         op[-1]["phases"] = breakdown(op[-1])
         print(f"round {i + 1}: operator dag.test() {op[-1]['dag_test_s']:.2f} s", flush=True)
+        busy[-1].append(wait_for_quiet())
         ctl.append(run_dag_test(CONTROL_DAG_ID, CONTROL_DIR, args.epochs, args.node_count, env,
                                 os.path.join(log_dir, f"control-{i + 1}.log")))
         ctl[-1]["phases"] = control_breakdown(ctl[-1])
@@ -365,7 +368,9 @@ Raw:
         f"- (b) dag.test() start -> plan task start: {', '.join(fmt_s(p['first_task_start_s']) for p in ph)}; "
         f"(c): {', '.join(fmt_s(c['phases']['first_task_start_s']) for c in ctl)}",
         f"- (b) node exit -> wait task end: {', '.join(fmt_s(p['exit_to_wait_end_s']) for p in ph)}",
-        f"- logs of each dag.test(): .airflow/bench/bench-logs/",
+        "- CPU busy (all cores) in the second before each run (a, b, c per round): "
+        + "; ".join(", ".join(f"{b:.0%}" for b in r) for r in busy),
+        "- logs of each dag.test(): .airflow/bench/bench-logs/",
     ])
     write_section("job_overhead", body)
     print(body)

@@ -26,7 +26,7 @@ import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, bench_env, command_line, fmt_ms, machine_facts, median, write_section  # noqa: E402
+from common import REPO, bench_env, command_line, fmt_ms, machine_facts, median, wait_for_quiet, write_section  # noqa: E402
 
 AIRFLOW_HOME = os.path.join(REPO, ".airflow", "bench")
 EXAMPLE_DAG = os.path.join(REPO, "dags", "tf_mwms_example.py")
@@ -135,7 +135,9 @@ def main() -> int:
         for name, child_args in scenarios.items():  # warm the page cache / .pyc files, not recorded
             run_child(child_args, env)
         results: dict[str, list[dict]] = {name: [] for name in scenarios}
+        busy = []
         for i in range(args.repeats):
+            busy.append(wait_for_quiet())
             for name, child_args in scenarios.items():
                 results[name].append(run_child(child_args, env))
             print(f"round {i + 1}/{args.repeats}: " + ", ".join(
@@ -180,7 +182,8 @@ def main() -> int:
     delta_wall_empty = (med(ex, "wall_s") - med(be, "wall_s")) * 1000
     extra_top = sorted(set(results[ex][0]["new_top_level"]) - set(results[bt][0]["new_top_level"]))
 
-    raw_lines = []
+    raw_lines = [f"- CPU busy (all cores, this benchmark idle) in the second before each round: "
+                 + ", ".join(f"{b:.0%}" for b in busy)]
     for name in scenarios:
         raw_lines.append(f"- `{name}` wall: {raw(name, 'wall_s')}")
         if name == "sdk+airflow_tf":
