@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from airflow_tf.cluster import tf_config as tfc
-from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.params import script_argv
-from airflow_tf.cluster.plan import CHIEF_ZERO, PARAMETER_SERVER, JobPlan, NodePlan, RankPlan
+from airflow_tf.cluster.plan import CHIEF_ZERO, PARAMETER_SERVER, JobPlan, NodePlan, RankPlan, _check_hosts
 from airflow_tf.cluster.ports import assign_ports
 from airflow_tf.cluster.spec import ParameterServerSpec
 
@@ -39,8 +38,7 @@ def plan_parameter_server_job(
     hosts: Sequence[str],
     free_ports: Mapping[str, Sequence[int]] | None = None,
 ) -> JobPlan:
-    if len(hosts) != spec.node_count:
-        raise SpecError(f"node_count is {spec.node_count} but the backend offered {len(hosts)} host(s): {list(hosts)}")
+    _check_hosts(spec, hosts)
     tasks = task_list(spec)
     placement = [i % spec.node_count for i in range(len(tasks))]
     task_hosts = [hosts[node] for node in placement]
