@@ -14,7 +14,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "TensorFlowTrainOperator": "airflow_tf.operators.tensorflow",
     "ParameterServerTrainOperator": "airflow_tf.operators.parameter_server",
+    "HorovodTrainOperator": "airflow_tf.operators.horovod",
     "LocalBackend": "airflow_tf.backends.local",
+    "DockerBackend": "airflow_tf.backends.docker",
+    "SSHBackend": "airflow_tf.backends.ssh",
     "Backend": "airflow_tf.backends.base",
     "TrainingSpec": "airflow_tf.cluster.spec",
     "SpecError": "airflow_tf.cluster.errors",
@@ -24,9 +27,12 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from airflow_tf.backends.base import Backend
+    from airflow_tf.backends.docker import DockerBackend
     from airflow_tf.backends.local import LocalBackend
+    from airflow_tf.backends.ssh import SSHBackend
     from airflow_tf.cluster.errors import SpecError
     from airflow_tf.cluster.spec import TrainingSpec
+    from airflow_tf.operators.horovod import HorovodTrainOperator
     from airflow_tf.operators.parameter_server import ParameterServerTrainOperator
     from airflow_tf.operators.tensorflow import TensorFlowTrainOperator
 

@@ -16,6 +16,7 @@ def get_provider_info() -> dict:
             {"integration-name": "TensorFlow", "python-modules": [
                 "airflow_tf.operators.tensorflow",
                 "airflow_tf.operators.parameter_server",
+                "airflow_tf.operators.horovod",
                 "airflow_tf.operators.nodes",
             ]},
         ],

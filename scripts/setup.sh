@@ -23,7 +23,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.airflow-tf-setup"
-want="$(cat requirements/*.txt setup.cfg scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements/*.txt setup.cfg scripts/setup.sh scripts/build_horovod.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: .venv is up to date"
   exit 0
@@ -36,5 +36,6 @@ echo "setup: installing Python packages into $VENV"
 # would pull the full GPU 'tensorflow' wheel next to tensorflow-cpu.
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "tf-keras==2.21.0"
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+"$REPO/scripts/build_horovod.sh"
 echo "$want" > "$stamp"
 echo "setup: done"

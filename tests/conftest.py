@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AIRFLOW_HOME = os.path.join(REPO, ".airflow", "test")
+# Per session (pid): concurrent sessions must not wipe each other's DB and job directories.
+AIRFLOW_HOME = os.path.join(REPO, ".airflow", f"test-{os.getpid()}")
 
 os.environ["AIRFLOW_HOME"] = AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -28,9 +29,13 @@ import pytest  # noqa: E402
 
 
 def pytest_sessionstart(session):
-    # A fresh metadata DB per session, so no test sees rows an earlier session left.
+    # A fresh metadata DB per session; homes of sessions that are gone are removed.
+    for name in os.listdir(os.path.join(REPO, ".airflow")) if os.path.isdir(os.path.join(REPO, ".airflow")) else []:
+        pid = name.removeprefix("test-")
+        if name.startswith("test-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(REPO, ".airflow", name), ignore_errors=True)
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
-    os.makedirs(AIRFLOW_HOME, exist_ok=True)
+    os.makedirs(AIRFLOW_HOME)
 
 
 @pytest.fixture(scope="session")

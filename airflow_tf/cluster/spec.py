@@ -206,8 +206,10 @@ def check_ps_layout(fields: Mapping[str, Any]) -> None:
     limit, node_count = fields.get("max_tasks_per_node"), fields.get("node_count")
     if not isinstance(node_count, int):
         return  # templated: checked again once rendered
-    tasks = 1 + fields["worker_count"] + fields["parameter_server_count"] + (1 if fields.get("evaluator") else 0)
-    described = (f"{tasks} tasks (chief + {fields['worker_count']} workers + {fields['parameter_server_count']} ps"
+    # The operator passes only the options a user gave: fall back to ParameterServerSpec's defaults.
+    workers, ps = fields.get("worker_count", 1), fields.get("parameter_server_count", 1)
+    tasks = 1 + workers + ps + (1 if fields.get("evaluator") else 0)
+    described = (f"{tasks} tasks (chief + {workers} workers + {ps} ps"
                  f"{' + evaluator' if fields.get('evaluator') else ''})")
     if node_count > tasks:
         raise SpecError(f"node_count is {node_count} but there are only {described}; lower node_count or add workers")
@@ -226,7 +228,11 @@ def check_evaluator_script(source_directory: Any, evaluator: bool, evaluator_scr
     try:
         check_source(source_directory, evaluator_script)
     except SpecError as exc:
-        raise SpecError(str(exc).replace("entry_script", "evaluator_script")) from None
+        # Rename the field the message starts with, not every "entry_script" (paths may contain it).
+        message = str(exc)
+        if message.startswith("entry_script"):
+            message = "evaluator_script" + message[len("entry_script"):]
+        raise SpecError(message) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,3 +272,69 @@ class ParameterServerSpec(TrainingSpec):
         check_max_tasks_per_node(fields.get("max_tasks_per_node"))
         check_ps_layout({k: v for k, v in fields.items() if k not in skip})
         check_evaluator_script(fields.get("source_directory"), fields.get("evaluator", False), fields.get("evaluator_script"))
+
+
+DISTRIBUTED_BACKENDS = ("gloo", "mpi")
+# mpirun options the plan owns: a user setting them would fight the generated rank layout.
+MPIRUN_OWNED = frozenset({
+    "-np", "--np", "-n", "-c", "-H", "--host", "-host", "--hostfile", "-hostfile", "--machinefile",
+    "-machinefile", "--default-hostfile", "--app", "--map-by", "--bind-to",
+})
+
+
+def check_mpirun_options(value: Any) -> list[str]:
+    options = check_string_list("mpirun_options", value)
+    for option in options:
+        name = option.split("=", 1)[0]
+        if name in MPIRUN_OWNED:
+            raise SpecError(
+                f"mpirun_options may not set {name!r}: the plan owns the rank layout "
+                f"({', '.join(sorted(MPIRUN_OWNED))}); use node_count and process_count_per_node"
+            )
+    for flag, value in zip(options, options[1:]):
+        if flag == "-x" and value.split("=", 1)[0].startswith(RESERVED_ENV_PREFIXES):
+            raise SpecError(f"mpirun_options may not export {value!r}: HOROVOD_* and AIRFLOW_TF_* are set by the plan")
+    return options
+
+
+def check_horovod(fields: Mapping[str, Any]) -> None:
+    backend = fields.get("distributed_backend", "gloo")
+    if backend not in DISTRIBUTED_BACKENDS:
+        raise SpecError(f"distributed_backend must be one of {list(DISTRIBUTED_BACKENDS)}, got {backend!r}")
+    options = check_mpirun_options(fields.get("mpirun_options"))
+    if options and backend != "mpi":
+        raise SpecError("mpirun_options only apply to distributed_backend='mpi'")
+    iface = fields.get("network_interface")
+    if iface is not None and (not isinstance(iface, str) or not iface or not all(c.isalnum() or c in "_.:-" for c in iface)):
+        raise SpecError(f"network_interface must be an interface name such as 'eth0', got {iface!r}")
+    check_positive_int("start_timeout", fields.get("start_timeout", 120))
+    gpus = fields.get("gpus_per_node")
+    if gpus is not None:
+        check_positive_int("gpus_per_node", gpus)
+        per_node = fields.get("process_count_per_node", 1)
+        if fields.get("use_gpu") and isinstance(per_node, int) and per_node > gpus:
+            raise SpecError(
+                f"process_count_per_node is {per_node} but gpus_per_node is {gpus}: with use_gpu every rank needs "
+                "its own GPU; lower process_count_per_node or set use_gpu=False"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class HorovodSpec(TrainingSpec):
+    """Horovod over Gloo (every node starts its ranks; node 0 hosts the rendezvous) or MPI
+    (node 0 runs mpirun over a generated hostfile)."""
+
+    distributed_backend: str = "gloo"
+    network_interface: str | None = None
+    mpirun_options: list[str] = dataclasses.field(default_factory=list)
+    gpus_per_node: int | None = None
+    start_timeout: int = 120
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_horovod(dataclasses.asdict(self))
+
+    @classmethod
+    def validate_fields(cls, fields: Mapping[str, Any], *, skip: frozenset[str] | set[str] = frozenset()) -> None:
+        super().validate_fields(fields, skip=skip)
+        check_horovod({k: v for k, v in fields.items() if k not in skip})

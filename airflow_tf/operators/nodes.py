@@ -14,14 +14,16 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_tf.backends.base import Backend
+from airflow_tf.cluster.horovod import plan_horovod_job
 from airflow_tf.cluster.parameter_server import plan_parameter_server_job
 from airflow_tf.cluster.plan import JobPlan, plan_tensorflow_job
-from airflow_tf.cluster.spec import ParameterServerSpec, TrainingSpec, coerce_positive_int
+from airflow_tf.cluster.spec import HorovodSpec, ParameterServerSpec, TrainingSpec, coerce_positive_int
 
 # strategy name -> (spec class, pure planner(spec, job_id=, hosts=, free_ports=) -> JobPlan)
 PLANNERS: dict[str, tuple[type[TrainingSpec], Callable[..., JobPlan]]] = {
     "tensorflow": (TrainingSpec, plan_tensorflow_job),
     "parameter_server": (ParameterServerSpec, plan_parameter_server_job),
+    "horovod": (HorovodSpec, plan_horovod_job),
 }
 
 

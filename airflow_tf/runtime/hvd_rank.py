@@ -1,0 +1,43 @@
+"""One MPI rank: map OpenMPI's rank variables to ours, pick the rank's GPU, run the script with
+every output line prefixed ``[rank R]``.
+
+    mpirun ... python -u -m airflow_tf.runtime.hvd_rank --use-gpu|--no-gpu SCRIPT ARGS...
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+
+def rank_env(environ: dict[str, str], *, use_gpu: bool) -> dict[str, str]:
+    env = dict(environ)
+    local_rank = environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")
+    env["AIRFLOW_TF_RANK"] = environ.get("OMPI_COMM_WORLD_RANK", "0")
+    env["AIRFLOW_TF_LOCAL_RANK"] = local_rank
+    env["AIRFLOW_TF_WORLD_SIZE"] = environ.get("OMPI_COMM_WORLD_SIZE", "1")
+    env["AIRFLOW_TF_IS_CHIEF"] = "1" if env["AIRFLOW_TF_RANK"] == "0" else "0"
+    env["CUDA_VISIBLE_DEVICES"] = local_rank if use_gpu else ""
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("--use-gpu", "--no-gpu") or len(argv) < 2:
+        print("usage: hvd_rank --use-gpu|--no-gpu SCRIPT [ARGS...]", file=sys.stderr)
+        return 2
+    env = rank_env(dict(os.environ), use_gpu=argv[0] == "--use-gpu")
+    prefix = f"[rank {env['AIRFLOW_TF_RANK']}] ".encode()
+    child = subprocess.Popen([sys.executable, "-u", *argv[1:]], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
+    for line in iter(child.stdout.readline, b""):
+        sys.stdout.buffer.write(prefix + (line if line.endswith(b"\n") else line + b"\n"))
+        sys.stdout.buffer.flush()
+    return child.wait() if child.wait() >= 0 else 128 - child.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
