@@ -93,6 +93,7 @@ def plan_parameter_server_job(
             script_args=script_argv(spec.script_params),
             env={"PYTHONUNBUFFERED": "1", **spec.environment_variables},
             ranks=per_node[node],
+            pip_packages=list(spec.pip_packages),
         )
         for node, host in enumerate(hosts)
     ]

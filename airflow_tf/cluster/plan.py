@@ -48,6 +48,7 @@ class NodePlan:
     script_args: list[str]
     env: dict[str, str]  # common to every rank of the node
     ranks: list[RankPlan]
+    pip_packages: list[str] = dataclasses.field(default_factory=list)  # installed by the node runtime
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,6 +144,7 @@ def plan_tensorflow_job(
                 script_args=script_argv(spec.script_params),
                 env={"PYTHONUNBUFFERED": "1", **spec.environment_variables},
                 ranks=ranks,
+                pip_packages=list(spec.pip_packages),
             )
         )
     return JobPlan(

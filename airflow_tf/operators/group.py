@@ -90,11 +90,13 @@ class TrainingTaskGroup(TaskGroup):
         }
         templated = {name for name in TEMPLATED_FIELDS if _is_template(fields[name])}
         spec_class.validate_fields(fields, skip=templated)
-        for name in ("pip_packages", "conda_packages"):
-            if fields[name]:
-                # Honest limit: per-job package environments are not built yet. Failing here
-                # beats a job that silently runs without the packages the user asked for.
-                raise SpecError(f"{name} is not supported yet; install the packages into the nodes' Python environment")
+        if fields["conda_packages"]:
+            # Per-job environments are built with pip on the node (pip_packages). Failing here
+            # beats a job that silently runs without the packages the user asked for.
+            raise SpecError(
+                "conda_packages is not supported: nodes get per-job packages through pip_packages; "
+                "put conda packages into the node's image or environment"
+            )
         if poll_interval <= 0:
             raise SpecError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):

@@ -77,6 +77,11 @@ class Node:
 
     def start(self) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
+        if self.spec.get("pip_packages"):
+            from airflow_tf.runtime.packages import ensure_env
+
+            packages_dir = ensure_env(self.spec["pip_packages"], self.say)
+            self.spec["env"]["PYTHONPATH"] = os.pathsep.join(filter(None, [packages_dir, os.environ.get("PYTHONPATH")]))
         self.procs = [self._spawn(index) for index in range(len(self.spec["ranks"]))]
         self.restarts = [0] * len(self.procs)
         self.say(f"started {len(self.procs)} rank(s): pids {[p.pid for p in self.procs]}")

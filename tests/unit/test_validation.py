@@ -169,13 +169,12 @@ def test_environment_variables_tf_config_rejected_in_spec(src):
         spec(src, environment_variables={"TF_CONFIG": "{}"})
 
 
-def test_pip_packages_not_supported(src):
-    with raises_spec_error("pip_packages is not supported yet", "install the packages"):
-        build(src, pip_packages=["numpy"])
+def test_pip_packages_are_accepted(src):
+    build(src, pip_packages=["numpy"])  # installed per job by the node runtime
 
 
 def test_conda_packages_not_supported(src):
-    with raises_spec_error("conda_packages is not supported yet"):
+    with raises_spec_error("conda_packages is not supported", "pip_packages"):
         build(src, conda_packages=["numpy"])
 
 
