@@ -91,3 +91,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def output_location(self, job_id: str) -> str:
         """Where the chief's outputs (model, curves) end up, as a user would open it."""
+
+    def host_path(self, handle: Handle, path: str) -> str:
+        """A path a node wrote (e.g. the saved model's), as a user would open it after the job.
+
+        The same path for backends whose nodes see the host's file system; container backends
+        translate their in-container paths.
+        """
+        return path

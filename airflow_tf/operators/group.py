@@ -36,8 +36,19 @@ def _is_template(value: Any) -> bool:
 
 BASE_OPTIONS = frozenset({
     "source_directory", "entry_script", "script_params", "node_count", "process_count_per_node", "pip_packages",
-    "conda_packages", "use_gpu", "environment_variables", "backend", "poll_interval", "timeout",
+    "conda_packages", "use_gpu", "environment_variables", "backend", "poll_interval", "timeout", "model_asset",
 })
+
+
+def _as_asset(value: Any):
+    """``model_asset`` may be an Asset or its URI."""
+    from airflow.sdk import Asset
+
+    if value is None or isinstance(value, Asset):
+        return value
+    if isinstance(value, str) and value:
+        return Asset(value)
+    raise SpecError(f"model_asset must be an airflow.sdk.Asset or a URI string, got {value!r}")
 
 
 class TrainingTaskGroup(TaskGroup):
@@ -65,6 +76,7 @@ class TrainingTaskGroup(TaskGroup):
         backend: Backend | None = None,
         poll_interval: float = 1.0,
         timeout: float | None = None,
+        model_asset: Any = None,
         **options: Any,
     ):
         spec_class = PLANNERS[self.strategy][0]
@@ -108,6 +120,7 @@ class TrainingTaskGroup(TaskGroup):
         # Registered with the DAG only once valid: a failed construction leaves no half group.
         super().__init__(group_id=task_id, **group_kwargs)
         self.backend = backend
+        self.model_asset = _as_asset(model_asset)
         self._build(fields, poll_interval=poll_interval, timeout=timeout)
 
     def _build(self, fields: dict[str, Any], *, poll_interval: float, timeout: float | None) -> None:
@@ -129,7 +142,7 @@ class TrainingTaskGroup(TaskGroup):
             ).expand(node=plan.output)
             wait = WaitForTrainingJobOperator(
                 task_id="wait", handles=launch.output, backend=backend, plan_task_id=plan.task_id,
-                poll_interval=poll_interval, timeout=timeout,
+                poll_interval=poll_interval, timeout=timeout, model_asset=self.model_asset,
             )
             teardown = TeardownTrainingJobOperator(
                 task_id="teardown", backend=backend, plan_task_id=plan.task_id, wait_task_id=wait.task_id,

@@ -104,6 +104,17 @@ class LaunchNodeOperator(BaseOperator):
         return handle
 
 
+def metrics_files(node: dict[str, Any], world_size: int) -> list[str]:
+    """The metrics files a node's ranks write (under MPI every rank writes into node 0's)."""
+    ranks = set()
+    for rank in node["ranks"]:
+        if rank["role"] == "mpirun":
+            ranks.update(range(world_size))
+        elif rank["rank"] >= 0:
+            ranks.add(rank["rank"])
+    return [f"metrics-rank{r}.jsonl" for r in sorted(ranks)]
+
+
 class WaitForTrainingJobOperator(BaseOperator):
     """Defer to ``TrainingJobTrigger`` until the job ends; no worker slot is held meanwhile."""
 
@@ -111,8 +122,11 @@ class WaitForTrainingJobOperator(BaseOperator):
     ui_color = "#eaf7ea"
 
     def __init__(self, *, handles: Any, backend: dict[str, Any], plan_task_id: str, poll_interval: float = 1.0,
-                 timeout: float | None = None, **kwargs):
+                 timeout: float | None = None, model_asset: Any = None, **kwargs):
+        if model_asset is not None:
+            kwargs["outlets"] = [*kwargs.get("outlets", []), model_asset]
         super().__init__(**kwargs)
+        self.model_asset = model_asset
         self.handles = handles
         self.backend = backend
         self.plan_task_id = plan_task_id
@@ -133,6 +147,7 @@ class WaitForTrainingJobOperator(BaseOperator):
                 handles=sorted(handles, key=lambda h: h["node_index"]),
                 success_rule=plan["success_rule"],
                 poll_interval=self.poll_interval,
+                metrics_files=[metrics_files(node, plan["world_size"]) for node in plan["nodes"]],
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,
@@ -150,8 +165,27 @@ class WaitForTrainingJobOperator(BaseOperator):
             )
         for node in event["nodes"]:
             self.log.info("node %s on %s: exit %s after %ss", node["node_index"], node["host"], node["exit_code"], node["duration_s"])
-        self.log.info("final metrics: %s; model: %s", event["metrics"], event["model_path"])
-        return {key: value for key, value in event.items() if key != "status"}
+        results = {key: value for key, value in event.items() if key != "status"}
+        results["curves_png"] = self._write_curves(results)
+        self.log.info("final metrics: %s; model: %s; curves: %s", results["metrics"], results["model_path"],
+                      results["curves_png"])
+        if self.model_asset is not None:
+            # The trained model as an Airflow Asset event: downstream DAGs can be scheduled on it.
+            context["outlet_events"][self.model_asset].extra = {
+                "job_id": results["job_id"], "model_path": results["model_path"], "metrics": results["metrics"],
+            }
+        return results
+
+    def _write_curves(self, results: dict[str, Any]) -> str | None:
+        """curves.png next to the model when the outputs are on this machine."""
+        import os
+
+        from airflow_tf.operators.curves import write_curves
+
+        output_dir = results.get("output_dir")
+        if not results.get("history") or not output_dir or not os.path.isdir(output_dir):
+            return None
+        return write_curves(results["history"], os.path.join(output_dir, "curves.png"), title=results["job_id"])
 
 
 class TeardownTrainingJobOperator(BaseOperator):

@@ -18,6 +18,7 @@ from typing import Any
 
 METRICS_FILE = "metrics-rank{rank}.jsonl"
 MODEL_PATH_FILE = "model_path"
+TENSORBOARD_FILE = "tensorboard_dir"
 
 
 def tf_config() -> dict | None:
@@ -115,6 +116,27 @@ def metrics_callback():
             log_metrics(epoch + 1, dict(logs or {}), epochs=self.params.get("epochs"))
 
     return MetricsLogger()
+
+
+def tensorboard_dir() -> str:
+    """The job's TensorBoard log directory (``outputs/tensorboard``), recorded in the results."""
+    path = os.path.join(output_dir(), "tensorboard")
+    os.makedirs(path, exist_ok=True)
+    if is_chief():
+        with open(os.path.join(node_dir(), TENSORBOARD_FILE), "w") as f:
+            f.write(path)
+    return path
+
+
+def tensorboard_callback(**kwargs):
+    """``tf.keras.callbacks.TensorBoard`` writing to the job's TensorBoard directory.
+
+    Under MultiWorkerMirrored, tf_keras' callback writes the chief's summaries there and the
+    other workers' to temporary directories it removes.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.keras.callbacks.TensorBoard(log_dir=tensorboard_dir(), **kwargs)
 
 
 def save_model(model, filename: str = "model.keras") -> str | None:

@@ -19,6 +19,18 @@ from airflow_tf.cluster.outcome import FAILED, SUCCESS, decide
 
 METRICS_FILE = "metrics-rank0.jsonl"
 MODEL_PATH_FILE = "model_path"
+TENSORBOARD_FILE = "tensorboard_dir"
+HIDDEN_KEYS = {"epoch", "epochs", "rank", "time"}
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    """``rank 0: epoch 3/10 loss=0.1234 accuracy=0.9876`` from one metrics record."""
+    epoch = f"epoch {record.get('epoch')}" + (f"/{record['epochs']}" if record.get("epochs") else "")
+    values = " ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in sorted(record.items()) if key not in HIDDEN_KEYS
+    )
+    return f"rank {record.get('rank', '?')}: {epoch} {values}".rstrip()
 
 
 class TrainingJobTrigger(BaseTrigger):
@@ -31,8 +43,11 @@ class TrainingJobTrigger(BaseTrigger):
         poll_interval: float = 1.0,
         tail_lines: int = 30,
         stop_grace_s: float = 10.0,
+        metrics_files: list[list[str]] | None = None,
     ):
         super().__init__()
+        # Per node, the metrics files its ranks write (progress lines come from these).
+        self.metrics_files = metrics_files or [[METRICS_FILE]] + [[] for _ in handles[1:]]
         self.backend = backend
         self.job_id = job_id
         self.handles = handles
@@ -52,6 +67,7 @@ class TrainingJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "tail_lines": self.tail_lines,
                 "stop_grace_s": self.stop_grace_s,
+                "metrics_files": self.metrics_files,
             },
         )
 
@@ -63,6 +79,17 @@ class TrainingJobTrigger(BaseTrigger):
             text, offsets[i] = backend.read_log(handle, offsets[i])
             for line in text.splitlines():
                 self.log.info("%s", line)
+
+    def _report_progress(self, backend: Backend, seen: dict[str, int]) -> None:
+        """Log each new epoch record as ``node 0 rank 0: epoch 3/10 loss=0.1234 ...``."""
+        for handle, files in zip(self.handles, self.metrics_files):
+            for name in files:
+                records = backend.read_file(handle, name)
+                lines = [line for line in (records or "").splitlines() if line.strip()]
+                key = f"{handle['node_index']}/{name}"
+                for line in lines[seen.get(key, 0):]:
+                    self.log.info("node %s %s", handle["node_index"], progress_line(json.loads(line)))
+                seen[key] = len(lines)
 
     def _stop_all(self, backend: Backend) -> None:
         for handle in self.handles:
@@ -81,21 +108,26 @@ class TrainingJobTrigger(BaseTrigger):
         chief = self.handles[0]
         metrics_text = backend.read_file(chief, METRICS_FILE) or ""
         history = [json.loads(line) for line in metrics_text.splitlines() if line.strip()]
+        tensorboard = backend.read_file(chief, TENSORBOARD_FILE)
         model_path = backend.read_file(chief, MODEL_PATH_FILE)
         return {
             "job_id": self.job_id,
             "nodes": nodes,
             "metrics": history[-1] if history else {},
             "epochs_logged": len(history),
-            "model_path": model_path.strip() if model_path else None,
+            "history": history,
+            "tensorboard_dir": backend.host_path(chief, tensorboard.strip()) if tensorboard else None,
+            "model_path": backend.host_path(chief, model_path.strip()) if model_path else None,
             "output_dir": backend.output_location(self.job_id),
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = self._backend()
         offsets = [0] * len(self.handles)
+        seen_metrics: dict[str, int] = {}
         while True:
             await asyncio.to_thread(self._stream_logs, backend, offsets)
+            await asyncio.to_thread(self._report_progress, backend, seen_metrics)
             states = await asyncio.to_thread(lambda: [backend.poll(h) for h in self.handles])
             outcome = decide(self.success_rule, states)
             if outcome.status == FAILED:

@@ -52,7 +52,7 @@ def main() -> None:
         dataset,
         epochs=args.epochs,
         steps_per_epoch=args.samples // args.batch_size,
-        callbacks=[training.metrics_callback()],
+        callbacks=[training.metrics_callback(), training.tensorboard_callback()],
         verbose=2,
     )
     path = training.save_model(model, "model.keras")

@@ -71,6 +71,14 @@ def test_example_trains_on_two_workers(airflow_db, capfd):
     assert results["epochs_logged"] == 3 and results["metrics"]["epoch"] == 3
     assert results["model_path"] == os.path.join(results["output_dir"], "model.keras")
     assert model_accuracy(results["model_path"]) > 0.5  # 10 classes: chance is 0.1
+    # Per-epoch progress from each node's metrics file, a TensorBoard dir and a curve picture.
+    for epoch in (1, 2, 3):
+        assert f"node 0 rank 0: epoch {epoch}/3 accuracy=" in output
+        assert f"node 1 rank 1: epoch {epoch}/3 accuracy=" in output
+    assert [h["epoch"] for h in results["history"]] == [1, 2, 3]
+    assert os.listdir(results["tensorboard_dir"])
+    with open(results["curves_png"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert job_pids(results["job_id"]) == []
 
 

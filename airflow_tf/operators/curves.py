@@ -1,0 +1,36 @@
+"""Loss/accuracy curves as a PNG next to the model: people would rather look at a curve than
+read numbers. Uses matplotlib's Agg backend (no display); imported only when a job ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SKIPPED = {"epoch", "epochs", "rank", "time"}
+
+
+def write_curves(history: list[dict[str, Any]], path: str, title: str) -> str | None:
+    """One panel per metric over epochs; returns ``path``, or None when there is nothing to plot."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for record in history:
+        for key, value in record.items():
+            if key not in SKIPPED and isinstance(value, (int, float)) and "epoch" in record:
+                series.setdefault(key, []).append((record["epoch"], float(value)))
+    series = {key: points for key, points in series.items() if len(points) > 1}
+    if not series:
+        return None
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.5), squeeze=False)
+    for ax, (key, points) in zip(axes[0], sorted(series.items())):
+        ax.plot([e for e, _ in points], [v for _, v in points], marker="o")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
