@@ -19,8 +19,12 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT = os.path.join(REPO, "docs", "benchmarks.md")
-SECTIONS = ("parse_cost", "job_overhead", "worker_slots")  # order in the report
+SECTIONS = ("parse_cost", "job_overhead", "worker_slots", "docker", "ssh")  # order in the report
 LOAD_AT_START = os.getloadavg()  # this module is imported when a benchmark starts
+# Every process a benchmark starts inherits this marker, so CPU used by anything else on the
+# machine during a measurement can be told apart (see ForeignCpu).
+MARKER_VAR = "AIRFLOW_TF_BENCH_TAG"
+os.environ.setdefault(MARKER_VAR, f"{os.getpid()}-{time.time_ns()}")
 
 HEADER = """# Benchmarks
 
@@ -125,6 +129,75 @@ def wait_for_quiet(max_busy: float = 0.15, max_wait_s: float | None = None) -> f
             told = True
         busy = cpu_busy()
     return busy
+
+
+class ForeignCpu:
+    """Samples /proc while a measurement runs: CPU seconds used by processes that are not the
+    benchmark's (no marker in their environment). Processes that start and end between two
+    samples are missed, so this is a lower bound; it tells a clean run from a disturbed one."""
+
+    def __init__(self, interval_s: float = 0.5):
+        import threading
+
+        self.interval_s = interval_s
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.marker = f"{MARKER_VAR}={os.environ[MARKER_VAR]}".encode()
+        self.seen: dict[tuple[int, int], tuple[int, bool]] = {}  # (pid, start) -> (cpu ticks, ours)
+        self.foreign_ticks = self.own_ticks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.foreign_s = self.own_s = 0.0
+
+    def _boot_ticks_now(self) -> float:
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0]) * self.tick
+
+    def _sample(self, first: bool) -> None:
+        me = os.getpid()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                cpu, start = int(fields[11]) + int(fields[12]), int(fields[19])
+            except (OSError, IndexError, ValueError):
+                continue
+            key = (pid, start)
+            if key in self.seen:
+                before, ours = self.seen[key]
+            else:
+                try:
+                    with open(f"/proc/{pid}/environ", "rb") as f:
+                        ours = pid == me or self.marker in f.read().split(b"\0")
+                except OSError:
+                    ours = False  # kernel threads and the like
+                # Known before the measurement: count from now; started since: count it all.
+                before = cpu if first or start < self.t0_ticks else 0
+            delta = max(0, cpu - before)
+            if ours:
+                self.own_ticks += delta
+            else:
+                self.foreign_ticks += delta
+            self.seen[key] = (cpu, ours)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample(first=False)
+
+    def __enter__(self) -> "ForeignCpu":
+        self.t0_ticks = self._boot_ticks_now()
+        self._sample(first=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(first=False)
+        self.foreign_s = self.foreign_ticks / self.tick
+        self.own_s = self.own_ticks / self.tick
 
 
 def median(values) -> float:

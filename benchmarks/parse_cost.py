@@ -26,7 +26,8 @@ import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, bench_env, command_line, fmt_ms, machine_facts, median, wait_for_quiet, write_section  # noqa: E402
+from common import (REPO, ForeignCpu, bench_env, command_line, fmt_ms, machine_facts, median,  # noqa: E402
+                    wait_for_quiet, write_section)
 
 AIRFLOW_HOME = os.path.join(REPO, ".airflow", "bench")
 EXAMPLE_DAG = os.path.join(REPO, "dags", "tf_mwms_example.py")
@@ -89,6 +90,8 @@ CHILD = textwrap.dedent('''
     new = set(sys.modules) - before
     out["new_modules"] = len(new)
     out["new_top_level"] = sorted({m.split(".")[0] for m in new})
+    out["airflow_tf_modules"] = sorted(m for m in new if m == "airflow_tf" or m.startswith("airflow_tf."))
+    out["airflow_tf_with_sdk"] = sorted(m for m in before if m == "airflow_tf" or m.startswith("airflow_tf."))
     out["loaded"] = {m: m in sys.modules for m in %r}
     print("BENCH " + __import__("json").dumps(out))
 ''' % (HEAVY + ALSO_CHECKED,))
@@ -135,11 +138,13 @@ def main() -> int:
         for name, child_args in scenarios.items():  # warm the page cache / .pyc files, not recorded
             run_child(child_args, env)
         results: dict[str, list[dict]] = {name: [] for name in scenarios}
-        busy = []
+        busy, foreign = [], []
         for i in range(args.repeats):
             busy.append(wait_for_quiet())
-            for name, child_args in scenarios.items():
-                results[name].append(run_child(child_args, env))
+            with ForeignCpu() as cpu:
+                for name, child_args in scenarios.items():
+                    results[name].append(run_child(child_args, env))
+            foreign.append(cpu.foreign_s)
             print(f"round {i + 1}/{args.repeats}: " + ", ".join(
                 f"{name} {results[name][-1]['wall_s']:.2f}s" for name in scenarios), flush=True)
 
@@ -183,7 +188,9 @@ def main() -> int:
     extra_top = sorted(set(results[ex][0]["new_top_level"]) - set(results[bt][0]["new_top_level"]))
 
     raw_lines = [f"- CPU busy (all cores, this benchmark idle) in the second before each round: "
-                 + ", ".join(f"{b:.0%}" for b in busy)]
+                 + ", ".join(f"{b:.0%}" for b in busy),
+                 "- CPU seconds used by other processes during each round (sampled, a lower bound; a round is "
+                 f"~{len(scenarios) * 1.5:.0f} s of one busy core): " + ", ".join(f"{v:.1f}" for v in foreign)]
     for name in scenarios:
         raw_lines.append(f"- `{name}` wall: {raw(name, 'wall_s')}")
         if name == "sdk+airflow_tf":
@@ -221,6 +228,8 @@ cached: the DAG construction alone).
   **{delta_exec_empty:+.1f} ms** (target: <= +{TARGET_MS:.0f} ms over a bare DAG: {verdict}).
 - whole-process wall, tf_mwms_example minus bare_task: {delta_wall_task:+.1f} ms; minus bare_empty: {delta_wall_empty:+.1f} ms.
 - top-level packages the example loads that bare_task does not: {", ".join(f"`{m}`" for m in extra_top) or "none"}.
+- airflow_tf modules a parse of the example loads ({len(results[ex][0]["airflow_tf_modules"])}): {", ".join(f"`{m}`" for m in results[ex][0]["airflow_tf_modules"])}
+  (already loaded by `import airflow.sdk` itself, through provider discovery: {", ".join(f"`{m}`" for m in results["sdk"][0]["airflow_tf_with_sdk"]) or "none"}).
 - `tensorflow` / `keras` / `horovod` in `sys.modules` after any scenario: **{"yes: " + ", ".join(heavy_any) if heavy_any else "no"}**
   (also checked, informative: {", ".join(f"`{m}` {'loaded' if any(m in mods for mods in heavy_loaded.values()) else 'not loaded'}" for m in ALSO_CHECKED)}; per scenario: {"; ".join(f"{n}: {', '.join(mods) or 'none'}" for n, mods in heavy_loaded.items())}).
 

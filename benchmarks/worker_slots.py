@@ -25,7 +25,7 @@ import urllib.error
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, command_line, fmt_s, machine_facts, wait_for_quiet, write_section  # noqa: E402
+from common import REPO, ForeignCpu, command_line, fmt_s, machine_facts, wait_for_quiet, write_section  # noqa: E402
 
 sys.path.insert(0, REPO)
 from tests.e2e.server import AirflowServer  # noqa: E402
@@ -84,6 +84,7 @@ def main() -> int:
         print(f"airflow standalone healthy after {server_start_s:.1f} s, DAG parsed and unpaused after {dag_ready_s:.1f} s",
               flush=True)
 
+        cpu = ForeignCpu().__enter__()
         t_trigger = time.time()
         run_id = server.trigger(DAG_ID, conf)
         job_id = job_id_for(DAG_ID, run_id, "train")
@@ -111,6 +112,7 @@ def main() -> int:
             except (urllib.error.HTTPError, KeyError, ValueError, SyntaxError) as exc:
                 print(f"could not read the XComs: {exc!r}", flush=True)
         leftover = job_pids(job_id)
+        cpu.__exit__(None, None, None)
     finally:
         server.stop()
 
@@ -179,7 +181,8 @@ def main() -> int:
   unpaused after {dag_ready_s:.1f} s
 - triggered tf_mwms_example with conf `{json.dumps(conf)}`; polled the task instances (REST) and the job's
   processes (/proc) every {POLL_S} s: {len(samples)} samples; run ended **{state}**
-  (wait try_number {final_tis.get(("train.wait", -1), {}).get("try_number")})
+  (wait try_number {final_tis.get(("train.wait", -1), {}).get("try_number")}); other processes used {cpu.foreign_s:.1f} CPU-s
+  during the run (sampled, a lower bound: near 0 means undisturbed)
 
 | measure | value |
 |---|---|

@@ -22,12 +22,14 @@ def write_curves(history: list[dict[str, Any]], path: str, title: str) -> str | 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.5), squeeze=False)
     for ax, (key, points) in zip(axes[0], sorted(series.items())):
         ax.plot([e for e, _ in points], [v for _, v in points], marker="o")
         ax.set_title(key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
