@@ -15,6 +15,7 @@ _EXPORTS = {
     "TensorFlowTrainOperator": "airflow_tf.operators.tensorflow",
     "ParameterServerTrainOperator": "airflow_tf.operators.parameter_server",
     "HorovodTrainOperator": "airflow_tf.operators.horovod",
+    "OnnxExportOperator": "airflow_tf.operators.onnx",
     "LocalBackend": "airflow_tf.backends.local",
     "DockerBackend": "airflow_tf.backends.docker",
     "SSHBackend": "airflow_tf.backends.ssh",
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from airflow_tf.cluster.errors import SpecError
     from airflow_tf.cluster.spec import TrainingSpec
     from airflow_tf.operators.horovod import HorovodTrainOperator
+    from airflow_tf.operators.onnx import OnnxExportOperator
     from airflow_tf.operators.parameter_server import ParameterServerTrainOperator
     from airflow_tf.operators.tensorflow import TensorFlowTrainOperator
 

@@ -16,6 +16,7 @@ AIRFLOW_HOME = os.path.join(REPO, ".airflow", f"test-{os.getpid()}")
 
 os.environ["AIRFLOW_HOME"] = AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(REPO, "dags")
 # Two bundles: the shipped examples and the tests' own DAGs (dag.test() finds a DAG only
 # through a bundle).

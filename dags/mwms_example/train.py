@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # must precede the TensorFlow import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from airflow_tf.runtime import training  # noqa: E402
@@ -23,12 +24,18 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
     parser.add_argument("--samples", type=int, default=4096)
+    parser.add_argument("--data", help="an .npz with x/y arrays (default: generate the data)")
     args = parser.parse_args()
 
     strategy = training.strategy_from_env()  # first: MWMS must exist before any other TF op
     print(f"rank {training.rank()} of {training.world_size()}, replicas in sync: {strategy.num_replicas_in_sync}")
 
-    features, labels = make_dataset(args.samples, seed=0)
+    if args.data:
+        with np.load(args.data) as arrays:
+            features, labels = arrays["x"], arrays["y"]
+        args.samples = len(labels)
+    else:
+        features, labels = make_dataset(args.samples, seed=0)
     dataset = tf.data.Dataset.from_tensor_slices((features, labels)).shuffle(args.samples, seed=0).repeat()
     dataset = dataset.batch(args.batch_size)
     options = tf.data.Options()

@@ -1,0 +1,75 @@
+"""OnnxExportOperator: trained model -> ONNX, verified against TensorFlow in ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_tf.cluster.errors import SpecError
+
+TF_NOISE = ("oneDNN", "absl::", "cpu_feature_guard", "rebuild TensorFlow", "I0000 ", "W0000 ")
+
+
+class OnnxExportOperator(BaseOperator):
+    """Convert a Keras model (Keras 3 or tf_keras ``.keras``) to ONNX with tf2onnx, run it in ONNX
+    Runtime on sample inputs, and fail if it disagrees with TensorFlow beyond ``tolerance``.
+
+    :param model_path: the model file, or a training group's results (``train.output``), whose
+        ``model_path`` is used. Templated.
+    :param output_path: the ``.onnx`` file (default: next to the model, ``model.onnx``). Templated.
+    :param opset: ONNX opset (default 17).
+    :param tolerance: largest allowed absolute difference between TF and ONNX outputs (> 0).
+    :param reference_model_path: compare against this model instead (e.g. the deployed one).
+    :param samples: how many random sample inputs to compare on.
+
+    The conversion runs in a fresh Python process: TensorFlow stays out of the worker, and
+    tf_keras vs Keras 3 must be chosen before TensorFlow is imported. Returns the summary
+    (onnx_path, max_abs_difference, ...) as XCom.
+    """
+
+    template_fields = ("model_path", "output_path", "reference_model_path")
+    ui_color = "#f0e6ff"
+
+    def __init__(self, *, model_path: Any, output_path: str | None = None, opset: int = 17, tolerance: float = 1e-4,
+                 reference_model_path: str | None = None, samples: int = 16, python: str | None = None, **kwargs):
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0:
+            raise SpecError(f"tolerance must be a number > 0, got {tolerance!r}")
+        if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 21:
+            raise SpecError(f"opset must be an integer in 7..21, got {opset!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise SpecError(f"samples must be an integer >= 1, got {samples!r}")
+        super().__init__(**kwargs)
+        self.model_path = model_path
+        self.output_path = output_path
+        self.opset = opset
+        self.tolerance = tolerance
+        self.reference_model_path = reference_model_path
+        self.samples = samples
+        self.python = python
+
+    def execute(self, context) -> dict[str, Any]:
+        model = self.model_path["model_path"] if isinstance(self.model_path, dict) else self.model_path
+        if not model or not os.path.exists(model):
+            raise AirflowFailException(f"model_path {model!r} does not exist (did the training step save a model?)")
+        output = self.output_path or os.path.join(os.path.dirname(os.path.abspath(model)), "model.onnx")
+        argv = [self.python or sys.executable, "-m", "airflow_tf.runtime.onnx_export", model, output,
+                "--opset", str(self.opset), "--tolerance", repr(float(self.tolerance)), "--samples", str(self.samples)]
+        if self.reference_model_path:
+            argv += ["--reference", self.reference_model_path]
+        self.log.info("converting %s -> %s (opset %d, tolerance %g)", model, output, self.opset, self.tolerance)
+        result = subprocess.run(argv, capture_output=True, text=True)
+        for line in (result.stdout + result.stderr).splitlines():
+            if line.strip() and not any(noise in line for noise in TF_NOISE):
+                self.log.info("%s", line)
+        summary_lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode == 3:
+            raise AirflowFailException(result.stderr.strip().splitlines()[-1])
+        if result.returncode != 0 or not summary_lines:
+            raise AirflowFailException(f"ONNX export failed (exit {result.returncode}): {result.stderr.strip()[-1500:]}")
+        return json.loads(summary_lines[-1])
