@@ -1,0 +1,1 @@
+"""Sensors for pipelines built around training steps."""
