@@ -16,6 +16,7 @@ _EXPORTS = {
     "ParameterServerTrainOperator": "airflow_tf.operators.parameter_server",
     "HorovodTrainOperator": "airflow_tf.operators.horovod",
     "OnnxExportOperator": "airflow_tf.operators.onnx",
+    "HyperparameterSweep": "airflow_tf.operators.sweep",
     "TrainingCompletionSensor": "airflow_tf.sensors.training",
     "LocalBackend": "airflow_tf.backends.local",
     "DockerBackend": "airflow_tf.backends.docker",
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from airflow_tf.cluster.spec import TrainingSpec
     from airflow_tf.operators.horovod import HorovodTrainOperator
     from airflow_tf.operators.onnx import OnnxExportOperator
+    from airflow_tf.operators.sweep import HyperparameterSweep
     from airflow_tf.sensors.training import TrainingCompletionSensor
     from airflow_tf.operators.parameter_server import ParameterServerTrainOperator
     from airflow_tf.operators.tensorflow import TensorFlowTrainOperator
