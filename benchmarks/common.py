@@ -8,6 +8,7 @@ one benchmark leaves the others' numbers alone.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import os
 import platform
 import re
@@ -213,11 +214,21 @@ def fmt_s(seconds: float | None, digits: int = 2) -> str:
 
 
 def write_section(name: str, body: str, path: str = REPORT) -> None:
-    """Replace (or add, in SECTIONS order) the ``name`` section of the report."""
-    if name not in SECTIONS:
-        raise ValueError(f"unknown section {name!r}")
+    """Replace the ``name`` section of the report, or add it (the sections in SECTIONS keep that
+    order; any other name is appended at the end)."""
+    if not re.fullmatch(r"[a-z0-9_-]+", name):
+        raise ValueError(f"section names are [a-z0-9_-]+, got {name!r}")
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start}\n{body.strip()}\n{end}"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    lock_dir = os.path.join(REPO, ".airflow")  # git-ignored
+    os.makedirs(lock_dir, exist_ok=True)
+    with open(os.path.join(lock_dir, "benchmarks-report.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two benchmarks finishing at once must not lose a section
+        _replace_section(path, name, start, end, block)
+
+
+def _replace_section(path: str, name: str, start: str, end: str, block: str) -> None:
     try:
         with open(path) as f:
             text = f.read()
@@ -228,14 +239,13 @@ def write_section(name: str, body: str, path: str = REPORT) -> None:
         text = pattern.sub(lambda _: block, text, count=1)
     else:
         # Insert before the first later section present, else append.
-        later = [f"<!-- bench:{s} -->" for s in SECTIONS[SECTIONS.index(name) + 1:]]
+        later = [f"<!-- bench:{s} -->" for s in SECTIONS[SECTIONS.index(name) + 1:]] if name in SECTIONS else []
         positions = [text.find(marker) for marker in later if marker in text]
         if positions:
             at = min(positions)
             text = text[:at] + block + "\n\n" + text[at:]
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)

@@ -1,25 +1,46 @@
 #!/usr/bin/env bash
-# Measure (never assert): parse cost, job overhead, worker slots. Each benchmark rewrites its own
-# section of docs/benchmarks.md. Run on an otherwise idle machine; each waits (up to
-# BENCH_QUIET_WAIT_S seconds, default 180) for the CPUs to settle before it measures.
-# Usage: scripts/bench.sh [parse_cost] [job_overhead] [worker_slots]   (default: all three)
+# Measure (never assert): every benchmarks/*.py (parse cost, job overhead, worker slots, and any
+# other benchmark there). Each rewrites only its own section of docs/benchmarks.md. Run on an
+# otherwise idle machine: each waits (up to BENCH_QUIET_WAIT_S seconds, default 180) for the CPUs
+# to settle before it measures, and reports how much else ran meanwhile.
+# Usage: scripts/bench.sh [NAME ...]   e.g. scripts/bench.sh parse_cost   (default: all)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$REPO/scripts/setup.sh"
 cd "$REPO"
 
+available=()
+for name in parse_cost job_overhead worker_slots; do
+  [ -f "benchmarks/$name.py" ] && available+=("$name")
+done
+for path in benchmarks/*.py; do
+  name="$(basename "$path" .py)"
+  case " common parse_cost job_overhead worker_slots " in *" $name "*) continue ;; esac
+  case "$name" in _*) continue ;; esac
+  available+=("$name")
+done
+
 benchmarks=("$@")
 if [ ${#benchmarks[@]} -eq 0 ]; then
-  benchmarks=(parse_cost job_overhead worker_slots)
+  benchmarks=("${available[@]}")
 fi
 for name in "${benchmarks[@]}"; do
-  if [ ! -f "benchmarks/$name.py" ]; then
-    echo "bench: no benchmark named '$name' (have: parse_cost job_overhead worker_slots)" >&2
+  if [ ! -f "benchmarks/$name.py" ] || [ "$name" = common ]; then
+    echo "bench: no benchmark named '$name' (have: ${available[*]})" >&2
     exit 2
   fi
 done
+
+failed=()
 for name in "${benchmarks[@]}"; do
   echo "== bench: $name"
-  python "benchmarks/$name.py"
+  if ! python "benchmarks/$name.py"; then
+    echo "bench: $name failed" >&2
+    failed+=("$name")
+  fi
 done
 echo "bench: results in docs/benchmarks.md"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "bench: failed: ${failed[*]}" >&2
+  exit 1
+fi
