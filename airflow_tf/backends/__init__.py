@@ -1,8 +1,22 @@
-"""Compute targets: where a node runs."""
+"""Compute targets: where a node runs. Backends load on first use: DAG parsing should pay only
+for the one it uses (the Docker and SSH backends pull in their providers' clients)."""
 
-from airflow_tf.backends.base import Backend, NodeState
-from airflow_tf.backends.docker import DockerBackend  # imports the docker SDK only when used
-from airflow_tf.backends.local import LocalBackend
-from airflow_tf.backends.ssh import SSHBackend  # imports paramiko only when used
+from __future__ import annotations
 
-__all__ = ["Backend", "DockerBackend", "LocalBackend", "NodeState", "SSHBackend"]
+import importlib
+
+_EXPORTS = {
+    "Backend": "airflow_tf.backends.base",
+    "NodeState": "airflow_tf.backends.base",
+    "LocalBackend": "airflow_tf.backends.local",
+    "DockerBackend": "airflow_tf.backends.docker",
+    "SSHBackend": "airflow_tf.backends.ssh",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'airflow_tf.backends' has no attribute {name!r}")
