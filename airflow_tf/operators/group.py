@@ -8,7 +8,6 @@ that instantiates operators.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, ClassVar
 
 import attrs
@@ -85,6 +84,8 @@ class TrainingTaskGroup(TaskGroup):
         unknown = sorted(set(group_kwargs) - TASK_GROUP_OPTIONS)
         if unknown:
             allowed = sorted(TASK_GROUP_OPTIONS | BASE_OPTIONS | strategy_options)
+            import difflib  # only on this error path: DAG parsing should not pay for it
+
             hints = {name: difflib.get_close_matches(name, allowed, n=1) for name in unknown}
             hint = "; ".join(f"did you mean {h[0]!r} for {name!r}?" for name, h in hints.items() if h)
             raise SpecError(f"{type(self).__name__} got unknown option(s) {unknown}. {hint} Allowed: {allowed}")
