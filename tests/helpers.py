@@ -2,9 +2,23 @@
 cannot hide a leftover process from the tests."""
 
 import os
+import time
 
 
-def _is_zombie(pid: str) -> bool:
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_gone(pid) -> bool:
+    """No such process, or only its zombie (nodes started in-process are never reaped)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
@@ -26,6 +40,6 @@ def job_pids(job_id: str) -> list[int]:
                 cmdline = f.read()
         except OSError:
             continue
-        if (marker in env or job_id.encode() in cmdline) and not _is_zombie(pid):
+        if (marker in env or job_id.encode() in cmdline) and not pid_gone(pid):
             found.append(int(pid))
     return found

@@ -21,29 +21,9 @@ from airflow_tf.backends.base import Backend
 from airflow_tf.backends.local import LocalBackend, safe_job_id
 from airflow_tf.cluster.plan import plan_tensorflow_job
 from airflow_tf.cluster.spec import TrainingSpec
-from tests.helpers import job_pids
+from tests.helpers import job_pids, pid_gone, wait_until
 
 LONG_SLEEP_S = 300  # what a stuck rank would run for; every bound below stays far under it
-
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def full_log(handle) -> str:
