@@ -15,12 +15,17 @@ from airflow_tf.cluster.errors import SpecError
 
 
 def wants_gpu(node: dict[str, Any]) -> bool:
-    """The planner sets CUDA_VISIBLE_DEVICES="" on every rank exactly when use_gpu is False."""
+    """The node plan says so (``use_gpu``); plans without the field: CUDA_VISIBLE_DEVICES="" on
+    every rank marks a CPU job."""
+    if "use_gpu" in node:
+        return bool(node["use_gpu"])
     return any(rank["env"].get("CUDA_VISIBLE_DEVICES") != "" for rank in node["ranks"])
 
 
 def plan_node_count(node: dict[str, Any]) -> int | None:
     """The job's node count as far as one node's plan tells it (None when it cannot)."""
+    if node.get("node_count"):
+        return int(node["node_count"])
     env = node["ranks"][0]["env"]
     if env.get("AIRFLOW_TF_NODE_COUNT"):
         return int(env["AIRFLOW_TF_NODE_COUNT"])

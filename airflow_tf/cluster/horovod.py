@@ -193,5 +193,5 @@ def _node(spec, job_id, node, host, common, ranks) -> NodePlan:
     return NodePlan(
         job_id=job_id, node_index=node, host=host, script=spec.entry_script,
         script_args=script_argv(spec.script_params), env=dict(common), ranks=ranks,
-        pip_packages=list(spec.pip_packages),
+        pip_packages=list(spec.pip_packages), use_gpu=spec.use_gpu, node_count=spec.node_count,
     )

@@ -94,6 +94,8 @@ def plan_parameter_server_job(
             env={"PYTHONUNBUFFERED": "1", **spec.environment_variables},
             ranks=per_node[node],
             pip_packages=list(spec.pip_packages),
+            use_gpu=spec.use_gpu,
+            node_count=spec.node_count,
         )
         for node, host in enumerate(hosts)
     ]

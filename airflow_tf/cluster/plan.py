@@ -49,6 +49,8 @@ class NodePlan:
     env: dict[str, str]  # common to every rank of the node
     ranks: list[RankPlan]
     pip_packages: list[str] = dataclasses.field(default_factory=list)  # installed by the node runtime
+    use_gpu: bool = False  # the backend gives the node GPUs (e.g. Docker device requests)
+    node_count: int = 1  # nodes in the job (a backend splitting a host's GPUs needs it)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,6 +147,8 @@ def plan_tensorflow_job(
                 env={"PYTHONUNBUFFERED": "1", **spec.environment_variables},
                 ranks=ranks,
                 pip_packages=list(spec.pip_packages),
+                use_gpu=spec.use_gpu,
+                node_count=spec.node_count,
             )
         )
     return JobPlan(

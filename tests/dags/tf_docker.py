@@ -68,3 +68,32 @@ with DAG(dag_id="tf_docker_fail_fast", schedule=None, catchup=False):
         backend=docker_backend(),
         poll_interval=0.5,
     )
+
+# The other two operators on DockerBackend: the seed's parameter-server shape and Horovod/Gloo.
+from airflow_tf import HorovodTrainOperator, ParameterServerTrainOperator  # noqa: E402
+
+with DAG(dag_id="tf_docker_ps", schedule=None, catchup=False):
+    ParameterServerTrainOperator(
+        task_id="train",
+        source_directory=os.path.join(REPO, "dags", "ps_example"),
+        entry_script="train_keras3.py",
+        script_params={"--epochs": 2},
+        node_count=2,
+        worker_count=2,
+        parameter_server_count=1,
+        server_mode="runtime",
+        backend=docker_backend(),
+        poll_interval=0.5,
+    )
+
+with DAG(dag_id="tf_docker_horovod", schedule=None, catchup=False):
+    HorovodTrainOperator(
+        task_id="train",
+        source_directory=os.path.join(REPO, "dags", "horovod_example"),
+        entry_script="train_tf2.py",
+        script_params={"--epochs": 2, "--steps-per-epoch": 20},
+        node_count=2,
+        distributed_backend="gloo",
+        backend=docker_backend(),
+        poll_interval=0.5,
+    )

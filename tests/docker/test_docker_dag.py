@@ -79,3 +79,29 @@ def test_failing_node_fails_fast_and_removes_every_container(dockerd, airflow_db
 
     plan = xcom(dag.dag_id, run.run_id, "train.plan", key="plan")
     assert job_containers(dockerd["client"], plan["job_id"]) == []
+
+
+def test_parameter_server_job_in_containers(dockerd, airflow_db, capfd):
+    dag = load_dag(DOCKER_DAGS, "tf_docker_ps")
+    run = dag.test()
+    output = capfd.readouterr().out
+    assert run.state == "success", output[-3000:]
+    assert "[node 1 ps 0] ps 0: serving at" in output
+    results = xcom(dag.dag_id, run.run_id, "train.wait")
+    assert results["metrics"]["holdout_accuracy"] > 0.5 and os.path.isfile(results["model_path"])
+    # chief done -> the ps/worker containers were stopped and every container removed
+    assert job_containers(dockerd["client"], results["job_id"]) == []
+
+
+def test_horovod_gloo_job_in_containers(dockerd, airflow_db, capfd):
+    import re
+
+    dag = load_dag(DOCKER_DAGS, "tf_docker_horovod")
+    run = dag.test()
+    output = capfd.readouterr().out
+    assert run.state == "success", output[-3000:]
+    assert sorted(re.findall(r"horovod rank (\d) of 2", output)) == ["0", "1"]
+    checksums = re.findall(r"final weights checksum ([0-9a-f]{16})", output)
+    assert len(checksums) == 2 and len(set(checksums)) == 1
+    results = xcom(dag.dag_id, run.run_id, "train.wait")
+    assert job_containers(dockerd["client"], results["job_id"]) == []
