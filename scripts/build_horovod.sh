@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Build Horovod 0.28.1 against the venv's TensorFlow and install it, reusing a cached wheel.
 #
-# Why a patch: Horovod 0.28.1 (the last release; upstream is dormant) fails to build against
-# TF >= 2.16 at 99 % (highwayhash/arch_specific.h: TF wheels no longer ship those headers). Its
-# XLA ops are what need them; they are off by default at run time, so we compile them out
-# (upstream fix: horovod PR #4302, still open). --no-build-isolation: the build imports the
-# venv's tensorflow to find its headers and ABI.
+# Two patches, both one line:
+# 1. Horovod 0.28.1 (the last release; upstream is dormant) fails to build against TF >= 2.16 at
+#    99 % (highwayhash/arch_specific.h: TF wheels no longer ship those headers). Its XLA ops are
+#    what need them; they are off by default at run time, so we compile them out (upstream fix:
+#    horovod PR #4302, still open).
+# 2. Gloo process-set contexts ignore HOROVOD_GLOO_IFACE (GlooContext::InitializeForProcessSet
+#    reads its own, never-set gloo_iface_ instead of the global context's), so they advertise
+#    whatever the host name resolves to. Where that is 127.0.0.1/127.0.1.1 (Debian's default
+#    /etc/hosts, containers, network namespaces) peers on other hosts get "Connection refused".
+# --no-build-isolation: the build imports the venv's tensorflow to find its headers and ABI.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$REPO"
 
 HVD_VERSION=0.28.1
 TF_VERSION="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))')"
-CACHE="${AIRFLOW_TF_WHEEL_CACHE:-$HOME/.cache/airflow-tf/wheels}/horovod-$HVD_VERSION-tf$TF_VERSION"
+PATCHES=2  # bump when the patches change: the cached wheel is keyed by it
+CACHE="${AIRFLOW_TF_WHEEL_CACHE:-$HOME/.cache/airflow-tf/wheels}/horovod-$HVD_VERSION-tf$TF_VERSION-p$PATCHES"
 
-if "$VENV/bin/python" -c "import horovod, sys; sys.exit(horovod.__version__ != '$HVD_VERSION')" 2>/dev/null \
-   && "$VENV/bin/python" -c "import horovod.tensorflow" 2>/dev/null; then
+stamp="$VENV/.horovod-$HVD_VERSION-tf$TF_VERSION-p$PATCHES"
+if [ -f "$stamp" ] && "$VENV/bin/python" -c "import horovod.tensorflow" 2>/dev/null; then
   echo "horovod: $HVD_VERSION already installed"
   exit 0
 fi
@@ -30,11 +36,18 @@ if ! ls "$CACHE"/horovod-*.whl >/dev/null 2>&1; then
   grep -q '#if TENSORFLOW_VERSION >= 2006000000' "$src/horovod/tensorflow/xla_mpi_ops.cc"
   sed -i 's/#if TENSORFLOW_VERSION >= 2006000000/#if 0  \/\/ airflow-tf: XLA ops compiled out (horovod PR #4302)/' \
     "$src/horovod/tensorflow/xla_mpi_ops.cc"
+  context="$src/horovod/common/gloo/gloo_context.cc"
+  [ "$(grep -c '  device_attr.iface = gloo_iface_;' "$context")" = 3 ]
+  # the third occurrence is InitializeForProcessSet's
+  awk '/  device_attr.iface = gloo_iface_;/ && ++n == 3 { sub(/gloo_iface_/, "global_context.gloo_iface_") } { print }' \
+    "$context" > "$context.new" && mv "$context.new" "$context"
+  grep -q 'device_attr.iface = global_context.gloo_iface_;' "$context"
   mkdir -p "$CACHE"
   HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
   HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
     "$VENV/bin/pip" wheel -q --disable-pip-version-check --no-deps --no-build-isolation "$src" -w "$CACHE"
   rm -rf "$work"
 fi
-"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "$CACHE"/horovod-*.whl
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$CACHE"/horovod-*.whl
+touch "$stamp"
 "$VENV/bin/python" -c "import horovod.tensorflow as hvd; print('horovod:', hvd.__version__ if hasattr(hvd, '__version__') else 'ok', 'mpi', hvd.mpi_built(), 'gloo', hvd.gloo_built())"

@@ -44,6 +44,15 @@ class Node:
         env.update(rank["env"])
         env["AIRFLOW_TF_NODE_DIR"] = self.node_dir
         env["AIRFLOW_TF_OUTPUT_DIR"] = self.output_dir
+        if "HOROVOD_GLOO_RENDEZVOUS_ADDR" in env and not env.get("HOROVOD_GLOO_IFACE"):
+            # No interface planned: use the one this node reaches the rendezvous (node 0) on.
+            from airflow_tf.runtime.netif import interface_towards
+
+            iface = interface_towards(env["HOROVOD_GLOO_RENDEZVOUS_ADDR"])
+            self.say(f"{rank['label']}: Gloo interface {iface} (towards {env['HOROVOD_GLOO_RENDEZVOUS_ADDR']})")
+            if iface:
+                env["HOROVOD_GLOO_IFACE"] = iface
+                env.setdefault("NCCL_SOCKET_IFNAME", iface)
         return env
 
     def _pump(self, label: str, stream) -> None:

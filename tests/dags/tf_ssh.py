@@ -51,3 +51,13 @@ with DAG(dag_id="tf_ssh_ps", schedule=None, catchup=False) as tf_ssh_ps:
         script_params={"--epochs": 2, "--steps-per-epoch": 10}, node_count=2, worker_count=1,
         parameter_server_count=1, server_mode="runtime", backend=backend(CONNS), poll_interval=0.5,
     )
+
+# Horovod over Gloo across the two ssh hosts: no ssh between the nodes, node 0 hosts the rendezvous.
+from airflow_tf import HorovodTrainOperator  # noqa: E402
+
+with DAG(dag_id="tf_ssh_horovod", schedule=None, catchup=False) as tf_ssh_horovod:
+    HorovodTrainOperator(
+        task_id="train", source_directory=os.path.join(REPO, "dags", "horovod_example"), entry_script="train_tf2.py",
+        script_params={"--epochs": 2, "--steps-per-epoch": 20}, node_count=2, distributed_backend="gloo",
+        backend=backend(CONNS), poll_interval=0.5,
+    )

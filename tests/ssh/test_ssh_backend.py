@@ -129,6 +129,22 @@ def test_parameter_server_training_across_two_ssh_hosts(airflow_db, ssh_hosts, c
     assert job_pids(plan["job_id"]) == []
 
 
+def test_horovod_gloo_across_two_ssh_hosts(airflow_db, ssh_hosts, capfd):
+    import re
+
+    dag = load_dag("tf_ssh_horovod")
+    run = dag.test()
+    output = capfd.readouterr().out
+    assert run.state == "success", output[-5000:]
+    plan = xcom(dag.dag_id, run.run_id, "train.plan", key=PLAN_XCOM_KEY)
+    rank_env = plan["nodes"][1]["ranks"][0]["env"]
+    assert rank_env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] == ssh_hosts.addresses[0]  # node 0's host
+    assert sorted(re.findall(r"horovod rank (\d) of 2", output)) == ["0", "1"]
+    checksums = re.findall(r"final weights checksum ([0-9a-f]{16})", output)
+    assert len(checksums) == 2 and len(set(checksums)) == 1
+    assert job_pids(plan["job_id"]) == []
+
+
 def test_down_host_fails_preflight_and_starts_nothing(airflow_db, ssh_hosts, capfd):
     dag = load_dag("tf_ssh_down")
     run = dag.test()
