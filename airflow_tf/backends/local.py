@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -81,17 +80,7 @@ class LocalBackend(Backend):
         return [self.host] * node_count
 
     def free_ports(self, host: str, count: int) -> list[int]:
-        # Hold all sockets open at once so the kernel hands out distinct ports.
-        sockets = []
-        try:
-            for _ in range(count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.bind(("", 0))
-                sockets.append(sock)
-            return [sock.getsockname()[1] for sock in sockets]
-        finally:
-            for sock in sockets:
-                sock.close()
+        return processes.free_ports(count)
 
     # -- node lifecycle -----------------------------------------------------------------------
     def start(self, job_id: str, node: dict[str, Any], source_directory: str) -> Handle:

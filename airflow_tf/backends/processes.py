@@ -1,11 +1,13 @@
 """Linux process facts read from /proc: start time (guards kill-by-pid against pid reuse),
-zombie state, and which processes belong to a training job (by the job id in their environment).
+zombie state, and which processes belong to a training job (by the job id in their environment);
+and free ports. Standard library only: SSHBackend ships this file to its hosts.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -67,3 +69,17 @@ def signal_group(pgid: int, sig: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out as free right now; all held open together, so distinct."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -22,18 +22,7 @@ else:  # run as a script on the ssh host: the backend put processes.py next to t
     import processes
 
 
-def free_ports(count: int) -> list:
-    """Ports the kernel hands out as free right now; all held open together, so distinct."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+free_ports = processes.free_ports
 
 
 def busy_ports(ports: list) -> list:
