@@ -33,15 +33,7 @@ if ! ls "$CACHE"/horovod-*.whl >/dev/null 2>&1; then
   "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: "horovod==$HVD_VERSION" -d "$work/dl"
   tar xzf "$work/dl/horovod-$HVD_VERSION.tar.gz" -C "$work"
   src="$work/horovod-$HVD_VERSION"
-  grep -q '#if TENSORFLOW_VERSION >= 2006000000' "$src/horovod/tensorflow/xla_mpi_ops.cc"
-  sed -i 's/#if TENSORFLOW_VERSION >= 2006000000/#if 0  \/\/ airflow-tf: XLA ops compiled out (horovod PR #4302)/' \
-    "$src/horovod/tensorflow/xla_mpi_ops.cc"
-  context="$src/horovod/common/gloo/gloo_context.cc"
-  [ "$(grep -c '  device_attr.iface = gloo_iface_;' "$context")" = 3 ]
-  # the third occurrence is InitializeForProcessSet's
-  awk '/  device_attr.iface = gloo_iface_;/ && ++n == 3 { sub(/gloo_iface_/, "global_context.gloo_iface_") } { print }' \
-    "$context" > "$context.new" && mv "$context.new" "$context"
-  grep -q 'device_attr.iface = global_context.gloo_iface_;' "$context"
+  "$REPO/scripts/patch_horovod.sh" "$src"
   mkdir -p "$CACHE"
   HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
   HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
