@@ -37,6 +37,8 @@ def main() -> int:
     job_dir = os.path.dirname(results["output_dir"])
     print(f"model:        {results['model_path']}")
     print(f"metrics:      {json.dumps(results['metrics'])}")
+    print(f"curves:       {results.get('curves_png')}")
+    print(f"tensorboard:  {results.get('tensorboard_dir')}")
     print(f"metrics file: {os.path.join(job_dir, 'node-0', 'metrics-rank0.jsonl')}")
     print(f"node logs:    {os.path.join(job_dir, 'node-*', 'node.log')}")
     print(f"airflow logs: {os.path.join(os.environ['AIRFLOW_HOME'], 'logs')}")
