@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Measure (never assert): every benchmarks/*.py (parse cost, job overhead, worker slots, and any
+# Measure (never assert): every benchmarks/*.py (parse cost, job overhead, parameter-server and
+# Horovod overhead, worker slots, and any
 # other benchmark there). Each rewrites only its own section of docs/benchmarks.md. Run on an
 # otherwise idle machine: each waits (up to BENCH_QUIET_WAIT_S seconds, default 180) for the CPUs
 # to settle before it measures, and reports how much else ran meanwhile.
@@ -10,12 +11,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$REPO"
 
 available=()
-for name in parse_cost job_overhead worker_slots; do
+for name in parse_cost job_overhead ps_overhead horovod_overhead worker_slots; do
   [ -f "benchmarks/$name.py" ] && available+=("$name")
 done
 for path in benchmarks/*.py; do
   name="$(basename "$path" .py)"
-  case " common parse_cost job_overhead worker_slots " in *" $name "*) continue ;; esac
+  case " common parse_cost job_overhead ps_overhead horovod_overhead worker_slots " in *" $name "*) continue ;; esac
   case "$name" in _*) continue ;; esac
   available+=("$name")
 done
