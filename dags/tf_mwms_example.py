@@ -35,6 +35,7 @@ with DAG(
         },
         node_count="{{ params.node_count }}",
         backend=LocalBackend(),
+        model_asset="airflow-tf://models/mwms-example",  # an Asset event per trained model
     )
 
     @task

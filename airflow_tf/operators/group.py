@@ -41,9 +41,11 @@ BASE_OPTIONS = frozenset({
 
 def _as_asset(value: Any):
     """``model_asset`` may be an Asset or its URI."""
-    from airflow.sdk import Asset
+    if value is None:
+        return None
+    from airflow.sdk import Asset  # only DAGs that publish a model pay for the import
 
-    if value is None or isinstance(value, Asset):
+    if isinstance(value, Asset):
         return value
     if isinstance(value, str) and value:
         return Asset(value)

@@ -79,6 +79,17 @@ def test_example_trains_on_two_workers(airflow_db, capfd):
     assert os.listdir(results["tensorboard_dir"])
     with open(results["curves_png"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # model_asset=: the trained model was announced as an Asset event with its path and metrics.
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        event = session.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == "airflow-tf://models/mwms-example", AssetEvent.source_run_id == run.run_id)
+        ).one()
+        assert event.extra["model_path"] == results["model_path"] and event.extra["metrics"]["epoch"] == 3
     assert job_pids(results["job_id"]) == []
 
 

@@ -285,3 +285,8 @@ def test_script_argv_empty():
 def test_script_params_list_is_stringified_before_argv():
     assert script_argv(check_script_params(["--epochs", 3, 0.5])) == ["--epochs", "3", "0.5"]
     assert check_script_params(None) == {}
+
+
+def test_model_asset_must_be_an_asset_or_uri(src):
+    with raises_spec_error("model_asset must be an airflow.sdk.Asset or a URI string"):
+        build(src, model_asset=42)
