@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # the one place the version is set (setup.cfg reads it; see README)
 
 _EXPORTS = {
     "TensorFlowTrainOperator": "airflow_tf.operators.tensorflow",

@@ -22,6 +22,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 
+# The extras of setup.cfg that .venv gets ([kubernetes] and [mlflow] are declared, not installed).
+EXTRAS="docker,ssh,plots,onnx,tensorflow,test"
+
 stamp="$VENV/.airflow-tf-setup"
 want="$(cat requirements/*.txt setup.cfg scripts/setup.sh scripts/build_horovod.sh scripts/patch_horovod.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -31,11 +34,13 @@ fi
 
 echo "setup: installing Python packages into $VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -U pip
-"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/airflow.txt -r requirements/ml.txt -r requirements/test.txt
+# airflow-tf itself with the extras the demo and the tests use: the dependencies are declared
+# once, in setup.cfg; requirements/constraints.txt pins the versions CI tests with.
+"$VENV/bin/pip" install -q --disable-pip-version-check -c requirements/constraints.txt \
+  -e ".[$EXTRAS]" -r requirements/horovod.txt
 # tf-keras declares a dependency on 'tensorflow', not 'tensorflow-cpu': without --no-deps pip
 # would pull the full GPU 'tensorflow' wheel next to tensorflow-cpu.
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "tf-keras==2.21.0"
-"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
 "$REPO/scripts/build_horovod.sh"
 echo "$want" > "$stamp"
 echo "setup: done"

@@ -1,0 +1,62 @@
+"""Optional dependencies: one clear message naming the pip extra that brings what is missing.
+
+``pip install airflow-tf`` installs what every DAG needs (Airflow and its standard provider).
+Backends and features that need more come as extras (declared in ``setup.cfg``)::
+
+    pip install "airflow-tf[docker,ssh]"
+
+:func:`require` is called where such a feature is configured (a backend's constructor, i.e. at
+DAG parse), so a missing provider fails the DAG import with the extra to install, not a
+``ModuleNotFoundError`` deep inside a task. It only looks the module up (``find_spec``); it does
+not import it, so it costs next to nothing at parse time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from airflow_tf.cluster.errors import SpecError
+
+# extra -> (what it brings, in words; the distributions it installs). setup.cfg's
+# [options.extras_require] must list these distributions (tests/package checks it).
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "docker": ("the docker provider", ("apache-airflow-providers-docker",)),
+    "ssh": ("the ssh provider", ("apache-airflow-providers-ssh",)),
+    "kubernetes": ("the cncf.kubernetes provider", ("apache-airflow-providers-cncf-kubernetes",)),
+    "onnx": ("tf2onnx and onnxruntime", ("tf2onnx", "onnxruntime", "onnx")),
+    "plots": ("matplotlib", ("matplotlib",)),
+    "mlflow": ("mlflow", ("mlflow",)),
+    "tensorflow": ("TensorFlow", ("tensorflow-cpu", "tensorboard")),
+}
+
+
+def available(module: str) -> bool:
+    """Whether ``module`` (dotted name) can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing, or a broken __spec__
+        return False
+
+
+def install_hint(extra: str) -> str:
+    if extra not in EXTRAS:
+        raise ValueError(f"unknown airflow-tf extra {extra!r}; known: {', '.join(sorted(EXTRAS))}")
+    return f'pip install "airflow-tf[{extra}]"'
+
+
+def message(extra: str, what: str) -> str:
+    """``<what> needs <the extra's contents>: pip install "airflow-tf[<extra>]"``."""
+    hint = install_hint(extra)
+    return f"{what} needs {EXTRAS[extra][0]}: {hint}"
+
+
+def require(extra: str, module: str, what: str) -> None:
+    """Raise :class:`SpecError` naming the extra to install when ``module`` is not importable.
+
+    ``require("docker", "airflow.providers.docker", "DockerBackend")`` raises
+    ``DockerBackend needs the docker provider: pip install "airflow-tf[docker]"`` where the
+    docker provider is not installed.
+    """
+    hint = message(extra, what)  # checks the extra's name even when the module is there
+    if not available(module):
+        raise SpecError(hint)
