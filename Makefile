@@ -1,4 +1,4 @@
-.PHONY: setup demo test unit bench
+.PHONY: setup demo test unit package dist bench
 setup:
 	./scripts/setup.sh
 demo:
@@ -7,5 +7,9 @@ test:
 	./scripts/test.sh
 unit:
 	./scripts/test.sh tests/unit
+package:
+	./scripts/test.sh tests/package
+dist:
+	./scripts/setup.sh && .venv/bin/python -P -m build --outdir build/dist .
 bench:
 	./scripts/bench.sh
