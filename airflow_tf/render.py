@@ -19,8 +19,10 @@ import sys
 from typing import Any
 
 from airflow_tf.backends.base import Backend
+from airflow_tf.cluster.registry import PLANNERS, JobKind
 from airflow_tf.operators.group import TrainingTaskGroup
-from airflow_tf.operators.nodes import PLANNERS, job_id_for
+from airflow_tf.operators.nodes import job_id_for
+from airflow_tf.runtime.rank_env import process_env
 
 SHOWN_ENV_PREFIXES = ("HOROVOD_", "CUDA_VISIBLE_DEVICES", "NCCL_")
 
@@ -47,8 +49,8 @@ def plan_group(dag, group, conf: dict[str, Any]) -> dict[str, Any]:
     op = group.plan_task
     context = {"params": params, "dag": dag, "run_id": "render"}
     rendered = {name: op.render_template(getattr(op, name), context) for name in op.template_fields}
-    spec_class, planner = PLANNERS[op.strategy]
-    from airflow_tf.cluster.spec import coerce_positive_int
+    spec_class, planner = PLANNERS[JobKind(op.strategy)]
+    from airflow_tf.cluster.checks import coerce_positive_int
 
     spec = spec_class(**op.spec_fields, **{**rendered, "node_count": coerce_positive_int("node_count", rendered["node_count"])})
     backend = Backend.deserialize(op.backend)
@@ -62,17 +64,19 @@ def format_plan(plan: dict[str, Any], relative_to: str | None = None) -> str:
         source = os.path.relpath(source, relative_to)
     lines = [
         f"job {plan['job_id']}",
-        f"strategy {plan['strategy']}, world size {plan['world_size']}, success rule {plan['success_rule']}",
+        f"strategy {plan['strategy']}, world size {plan['cluster']['world_size']}, success rule {plan['success_rule']}",
         f"source {source}",
     ]
     for node in plan["nodes"]:
         lines.append("")
-        lines.append(f"node {node['node_index']} on {node['host']}: {len(node['ranks'])} task(s)")
-        for rank in node["ranks"]:
-            env = rank["env"]
+        lines.append(f"node {node['node_index']} on {node['host']}: {len(node['processes'])} task(s)")
+        for rank in node["processes"]:
+            env = process_env(node, rank, plan["cluster"])  # what the node runtime will set
             command = rank["command"] or [node["script"], *node["script_args"]]
             flags = [f for f, on in (("daemon", rank["daemon"]), (f"restarts<={rank['max_restarts']}", rank["max_restarts"])) if on]
-            lines.append(f"  [{rank['label']}] role={rank['role']} rank={rank['rank']}" + (f" ({', '.join(flags)})" if flags else ""))
+            what = f"role={rank['role'] or 'worker'}" if rank["kind"] == "rank" else f"kind={rank['kind']}"
+            where = f" rank={rank['rank']}" if rank["rank"] is not None else ""
+            lines.append(f"  [{rank['label']}] {what}{where}" + (f" ({', '.join(flags)})" if flags else ""))
             lines.append(f"    command: python -u {shlex.join(command)}".replace("\n", "\\n"))
             if "TF_CONFIG" in env:
                 config = json.loads(env["TF_CONFIG"])

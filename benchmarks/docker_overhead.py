@@ -50,14 +50,14 @@ def airflow_env(engine_env: dict[str, str]) -> dict[str, str]:
 
 # -- (a) one node ---------------------------------------------------------------------------------
 def one_node(backend, source_dir: str) -> dict[str, float]:
-    from airflow_tf.cluster.plan import plan_tensorflow_job
+    from airflow_tf.cluster.tensorflow import plan_tensorflow_job
     from airflow_tf.cluster.spec import TrainingSpec
 
     job_id = f"bench-{uuid.uuid4().hex[:8]}"
     spec = TrainingSpec(source_directory=source_dir, entry_script="train.py")
-    node = plan_tensorflow_job(spec, job_id=job_id, hosts=backend.hosts(1)).nodes[0].to_json()
+    launch = plan_tensorflow_job(spec, job_id=job_id, hosts=backend.hosts(1)).launch(0)
     t0 = time.perf_counter()
-    handle = backend.start(job_id, node, source_dir)
+    handle = backend.start(launch, source_dir)
     t1 = time.perf_counter()
     while (state := backend.poll(handle))["running"]:
         time.sleep(0.01)

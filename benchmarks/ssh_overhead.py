@@ -66,7 +66,7 @@ def timed(fn):
 
 def backend_calls(local_factory, ssh_factory, rounds: int) -> dict[str, dict[str, list[float]]]:
     """(b): per call, seconds for each backend."""
-    from airflow_tf.cluster.plan import plan_tensorflow_job
+    from airflow_tf.cluster.tensorflow import plan_tensorflow_job
     from airflow_tf.cluster.spec import TrainingSpec
 
     spec = TrainingSpec(source_directory=LONG_TRAIN, entry_script="train.py", node_count=2,
@@ -89,8 +89,8 @@ def backend_calls(local_factory, ssh_factory, rounds: int) -> dict[str, dict[str
             record("plan inputs: hosts(2) + free_ports", kind, seconds)
             plan = plan_tensorflow_job(spec, job_id=job_id, hosts=hosts, free_ports=free)
             handles = []
-            for node in plan.nodes:
-                seconds, handle = timed(lambda node=node: factory().start(job_id, node.to_json(), LONG_TRAIN))
+            for i in range(len(plan.nodes)):
+                seconds, handle = timed(lambda i=i: factory().start(plan.launch(i), LONG_TRAIN))
                 record("start one node (fresh backend, as a launch task)", kind, seconds)
                 handles.append(handle)
             warm = factory()

@@ -1,4 +1,4 @@
-"""Shared test helpers. Deliberately independent of airflow_tf.backends.processes, so a bug there
+"""Shared test helpers. Deliberately independent of airflow_tf.runtime.procfs, so a bug there
 cannot hide a leftover process from the tests."""
 
 import os
@@ -43,3 +43,12 @@ def job_pids(job_id: str) -> list[int]:
         if (marker in env or job_id.encode() in cmdline) and not pid_gone(pid):
             found.append(int(pid))
     return found
+
+
+def process_env(plan: dict, node_index: int, process_index: int = 0) -> dict:
+    """The environment a plan (the ``plan`` XCom) gives one process: built from the job's cluster
+    and the process's fields by the node runtime's own builder, as the node will."""
+    from airflow_tf.runtime.rank_env import process_env as build
+
+    node = plan["nodes"][node_index]
+    return build(node, node["processes"][process_index], plan["cluster"])

@@ -1,15 +1,19 @@
 """Where a node runs. One small interface; handles are plain JSON so they travel through XCom and
 into a trigger that may run in another process (the triggerer).
 
-A backend object is rebuilt from ``serialize()`` wherever it is needed, so it must hold only
-JSON-able settings, never clients or open connections.
+Every backend is a frozen dataclass of its settings, validated in ``__post_init__``: it is
+rebuilt from ``serialize()`` wherever it is needed, so its fields must be JSON-able settings;
+clients and connections live in per-object caches that are never serialized.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib
 from typing import Any
+
+from airflow_tf.cluster.plan import NodeLaunch
 
 Handle = dict[str, Any]
 
@@ -29,11 +33,17 @@ class NodeState(dict):
         return cls(running=False, exit_code=exit_code, ended_at=ended_at)
 
 
+def cache() -> Any:
+    """A per-object cache field of a backend dataclass: not a setting, never serialized."""
+    return dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
+
 class Backend(abc.ABC):
     """Start a node detached, poll it, read its log from an offset, stop it."""
 
-    #: can nodes of one job be on different hosts?
-    multi_host = False
+    def settings(self) -> dict[str, Any]:
+        """The constructor kwargs that rebuild this backend (its dataclass fields)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 
     def serialize(self) -> dict[str, Any]:
         cls = type(self)
@@ -48,19 +58,15 @@ class Backend(abc.ABC):
         return cls(**data["kwargs"])
 
     @abc.abstractmethod
-    def settings(self) -> dict[str, Any]:
-        """The constructor kwargs that rebuild this backend."""
-
-    @abc.abstractmethod
     def hosts(self, node_count: int) -> list[str]:
-        """The address other nodes reach each node at, one per node."""
+        """The address other nodes reach each node at, one per node (also the pre-flight)."""
 
     def free_ports(self, host: str, count: int) -> list[int] | None:
         """Ports free on ``host`` right now, or None to let the planner use its defaults."""
         return None
 
     @abc.abstractmethod
-    def start(self, job_id: str, node: dict[str, Any], source_directory: str) -> Handle:
+    def start(self, launch: NodeLaunch, source_directory: str) -> Handle:
         """Start one node detached (it outlives the calling task) and return its handle."""
 
     @abc.abstractmethod
@@ -79,14 +85,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
-        """Stop the node and everything it started; a no-op when it already ended."""
+        """Stop the node and everything it started; a no-op when it already ended. Its state,
+        log and files stay readable until ``stop_job``."""
 
     @abc.abstractmethod
     def stop_job(self, job_id: str, node_count: int, grace_s: float = 10.0) -> list[int]:
-        """Stop every node of a job, found without handles (teardown after a failed launch).
-
-        Returns the indexes of nodes that were still running.
-        """
+        """Stop every node of a job, found without handles (the teardown), and release what the
+        backend holds for it. Returns the indexes of nodes that were still running."""
 
     @abc.abstractmethod
     def output_location(self, job_id: str) -> str:

@@ -1,4 +1,5 @@
-"""Reading a container's log by byte offset without downloading the whole log on every poll.
+"""Reading from a container: its files (``ContainerFiles``, a ``node_io.FileReader``), and its log
+by byte offset without downloading the whole log on every poll.
 
 The trigger asks each backend for "whole lines after byte offset N" once a second for the whole
 run. Docker's log API has no byte offsets, only timestamps (``since``), so each line is fetched
@@ -9,7 +10,7 @@ and stdout/stderr lines whose timestamps arrive slightly out of order. A read wh
 the cursor's (a fresh trigger, a new backend object) falls back to reading the whole log and
 skipping ``offset`` bytes, which is what LocalBackend does with its log file.
 
-Pure functions over bytes: no Docker client here.
+The log functions are pure functions over bytes; ContainerFiles wraps a client it is given.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import hashlib
+import io
+import tarfile
+import time
 
 OVERLAP_NS = 1_000_000_000  # re-read this much before the newest line handed out
 KEEP_NS = 2 * OVERLAP_NS  # remember handed-out lines this far back (covers the overlap)
@@ -110,3 +114,31 @@ def take_lines(raw: bytes, offset: int, cursor: LogCursor | None) -> tuple[bytes
         new._remember(ts, key)
     new.recent = {key for key in new.recent if key[0] >= new.newest_ns - KEEP_NS}
     return b"".join(out), new
+
+
+class ContainerFiles:
+    """``node_io.FileReader`` over a container's archive API (get_archive answers with a tar)."""
+
+    def __init__(self, api, container_id: str):
+        self.api, self.container_id = api, container_id
+
+    def _get(self, path: str):
+        from docker.errors import NotFound
+
+        try:
+            return self.api.get_archive(self.container_id, path)
+        except NotFound:  # no such container, or no such file
+            return None
+
+    def read(self, path: str, offset: int = 0, limit: int | None = None) -> bytes | None:
+        found = self._get(path)
+        if found is None:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(found[0]))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            data = member.read() if member else b""
+        return data[offset:] if limit is None else data[offset:offset + limit]
+
+    def stat(self, path: str) -> tuple[int, float] | None:
+        found = self._get(path)
+        return None if found is None else (int(found[1].get("size", 0)), time.time())

@@ -1,5 +1,5 @@
-"""Horovod plans: rank/local/cross assignment, the Gloo environment per rank, and the mpirun
-command line for the MPI backend.
+"""Horovod: the spec, rank/local/cross assignment, and plans for Gloo (every node starts its
+ranks; node 0 hosts the rendezvous) and MPI (node 0 runs mpirun over a generated hostfile).
 
 Rank assignment follows Horovod's own runner (``horovod.runner.common.util.hosts.
 get_host_assignments``), re-stated here because planning must not import Horovod (the Airflow
@@ -9,18 +9,88 @@ side may not have it); ``tests/unit/test_horovod_planner.py`` checks the two agr
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+from airflow_tf.cluster.checks import check_choice, check_hosts, check_name, check_positive_int, check_string_list
 from airflow_tf.cluster.errors import SpecError
+from airflow_tf.cluster.layout import COMMON_ENV, job_plan, node_plan
 from airflow_tf.cluster.params import script_argv
-from airflow_tf.cluster.plan import ALL_RANKS_ZERO, JobPlan, NodePlan, RankPlan
+from airflow_tf.cluster.plan import (
+    ClusterPlan,
+    HorovodRendezvous,
+    JobPlan,
+    NodePlan,
+    ProcessKind,
+    ProcessPlan,
+    Strategy,
+    SuccessRule,
+)
 from airflow_tf.cluster.ports import assign_ports
-from airflow_tf.cluster.spec import HorovodSpec
+from airflow_tf.cluster.spec import RESERVED_ENV_PREFIXES, TrainingSpec
+from airflow_tf.runtime.rank_env import cross_rank, node_hostname
 
-HOROVOD = "horovod"
 RENDEZVOUS_MODULE = ["-m", "airflow_tf.runtime.hvd_rendezvous"]
 MPIRUN_MODULE = ["-m", "airflow_tf.runtime.hvd_mpirun"]
 RANK_MODULE = ["-m", "airflow_tf.runtime.hvd_rank"]
+
+
+class DistributedBackend(enum.StrEnum):
+    GLOO = "gloo"
+    MPI = "mpi"
+
+
+# mpirun options the plan owns: a user setting them would fight the generated rank layout.
+MPIRUN_OWNED = frozenset({
+    "-np", "--np", "-n", "-c", "-H", "--host", "-host", "--hostfile", "-hostfile", "--machinefile",
+    "-machinefile", "--default-hostfile", "--app", "--map-by", "--bind-to",
+})
+
+
+def check_mpirun_options(value: Any) -> list[str]:
+    options = check_string_list("mpirun_options", value)
+    for option in options:
+        name = option.split("=", 1)[0]
+        if name in MPIRUN_OWNED:
+            raise SpecError(
+                f"mpirun_options may not set {name!r}: the plan owns the rank layout "
+                f"({', '.join(sorted(MPIRUN_OWNED))}); use node_count and process_count_per_node"
+            )
+    for flag, exported in zip(options, options[1:]):
+        if flag == "-x" and exported.split("=", 1)[0].startswith(RESERVED_ENV_PREFIXES):
+            raise SpecError(f"mpirun_options may not export {exported!r}: HOROVOD_* and AIRFLOW_TF_* are set by the plan")
+    return options
+
+
+@dataclasses.dataclass(frozen=True)
+class HorovodSpec(TrainingSpec):
+    distributed_backend: DistributedBackend = DistributedBackend.GLOO
+    network_interface: str | None = None
+    mpirun_options: list[str] = dataclasses.field(default_factory=list)
+    gpus_per_node: int | None = None
+    start_timeout: int = 120
+
+    FIELD_CHECKS = {
+        "distributed_backend": lambda v: check_choice("distributed_backend", v, DistributedBackend),
+        "mpirun_options": check_mpirun_options,
+        "network_interface": lambda v: None if v is None else check_name(
+            "network_interface", v, "an interface name such as 'eth0'"),
+        "start_timeout": lambda v: check_positive_int("start_timeout", v),
+        "gpus_per_node": lambda v: None if v is None else check_positive_int("gpus_per_node", v),
+    }
+
+    @classmethod
+    def check_together(cls, fields: Mapping[str, Any]) -> None:
+        super().check_together(fields)
+        if fields.get("mpirun_options") and fields.get("distributed_backend", "gloo") != DistributedBackend.MPI:
+            raise SpecError("mpirun_options only apply to distributed_backend='mpi'")
+        gpus, per_node = fields.get("gpus_per_node"), fields.get("process_count_per_node", 1)
+        if gpus is not None and fields.get("use_gpu") and isinstance(per_node, int) and per_node > gpus:
+            raise SpecError(
+                f"process_count_per_node is {per_node} but gpus_per_node is {gpus}: with use_gpu every rank needs "
+                "its own GPU; lower process_count_per_node or set use_gpu=False"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,27 +111,13 @@ def assign_slots(hostnames: Sequence[str], slots: Sequence[int]) -> list[Slot]:
     local rank (so uneven slot counts give smaller cross sizes for the higher local ranks)."""
     if len(hostnames) != len(slots) or len(set(hostnames)) != len(hostnames):
         raise SpecError(f"need one slot count per distinct host name, got {list(hostnames)} / {list(slots)}")
-    size = sum(slots)
     result, rank = [], 0
     for host_index, (hostname, count) in enumerate(zip(hostnames, slots)):
         for local_rank in range(count):
-            peers = [i for i, c in enumerate(slots) if c > local_rank]
-            result.append(Slot(hostname, rank, local_rank, peers.index(host_index), size, count, len(peers)))
+            cross, cross_size = cross_rank(slots, host_index, local_rank)
+            result.append(Slot(hostname, rank, local_rank, cross, sum(slots), count, cross_size))
             rank += 1
     return result
-
-
-def slot_env(slot: Slot) -> dict[str, str]:
-    """The HOROVOD_* variables ``horovodrun --gloo`` gives a rank (gloo_run.create_slot_env_vars)."""
-    return {
-        "HOROVOD_HOSTNAME": slot.hostname,
-        "HOROVOD_RANK": str(slot.rank),
-        "HOROVOD_SIZE": str(slot.size),
-        "HOROVOD_LOCAL_RANK": str(slot.local_rank),
-        "HOROVOD_LOCAL_SIZE": str(slot.local_size),
-        "HOROVOD_CROSS_RANK": str(slot.cross_rank),
-        "HOROVOD_CROSS_SIZE": str(slot.cross_size),
-    }
 
 
 def hostfile_text(hosts: Sequence[str], slots: Sequence[int]) -> str:
@@ -73,9 +129,7 @@ def hostfile_text(hosts: Sequence[str], slots: Sequence[int]) -> str:
 
 
 def node_hostnames(hosts: Sequence[str]) -> list[str]:
-    """Horovod's per-host identity. Each node is its own 'host' even when two share an address
-    (the local backend), so local ranks and GPUs are counted per node."""
-    return [f"node{i}-{host}" for i, host in enumerate(hosts)]
+    return [node_hostname(i, host) for i, host in enumerate(hosts)]
 
 
 def plan_horovod_job(
@@ -85,89 +139,47 @@ def plan_horovod_job(
     hosts: Sequence[str],
     free_ports: Mapping[str, Sequence[int]] | None = None,
 ) -> JobPlan:
-    if len(hosts) != spec.node_count:
-        raise SpecError(f"node_count is {spec.node_count} but the backend offered {len(hosts)} host(s): {list(hosts)}")
-    per_node = [spec.process_count_per_node] * spec.node_count
-    common = {"PYTHONUNBUFFERED": "1", **spec.environment_variables}
+    hosts = check_hosts(spec.node_count, hosts)
+    slots = [spec.process_count_per_node] * spec.node_count
+    env = {}
     if spec.network_interface:
-        common["HOROVOD_GLOO_IFACE"] = spec.network_interface
-        common["NCCL_SOCKET_IFNAME"] = spec.network_interface
-    if spec.distributed_backend == "gloo":
-        nodes = _gloo_nodes(spec, job_id, hosts, per_node, common, free_ports)
+        env = {"HOROVOD_GLOO_IFACE": spec.network_interface, "NCCL_SOCKET_IFNAME": spec.network_interface}
+    gpus = spec.process_count_per_node if spec.use_gpu else 0
+    if spec.distributed_backend is DistributedBackend.GLOO:
+        rendezvous, per_node = _gloo(spec, hosts, slots, free_ports)
+        cluster = ClusterPlan(world_size=sum(slots), horovod=rendezvous)
     else:
-        nodes = _mpi_nodes(spec, job_id, hosts, per_node, common)
-    return JobPlan(
-        job_id=job_id,
-        strategy=HOROVOD,
-        success_rule=ALL_RANKS_ZERO,
-        world_size=sum(per_node),
-        source_directory=spec.source_directory,
-        nodes=nodes,
-    )
+        cluster, per_node = ClusterPlan(world_size=sum(slots)), _mpi(spec, hosts, slots)
+    nodes: list[NodePlan] = [node_plan(spec, job_id, i, host, per_node[i], gpus=gpus, env=env)
+                             for i, host in enumerate(hosts)]
+    return job_plan(spec, job_id, Strategy.HOROVOD, SuccessRule.ALL_RANKS_ZERO, cluster, nodes)
 
 
-def _rank_env(spec: HorovodSpec, job_id: str, node: int, slot: Slot) -> dict[str, str]:
-    env = {
-        "AIRFLOW_TF_JOB_ID": job_id,
-        "AIRFLOW_TF_NODE_INDEX": str(node),
-        "AIRFLOW_TF_RANK": str(slot.rank),
-        "AIRFLOW_TF_LOCAL_RANK": str(slot.local_rank),
-        "AIRFLOW_TF_WORLD_SIZE": str(slot.size),
-        "AIRFLOW_TF_IS_CHIEF": "1" if slot.rank == 0 else "0",
-        # One GPU per rank, chosen by local rank; CPU jobs see none.
-        "CUDA_VISIBLE_DEVICES": str(slot.local_rank) if spec.use_gpu else "",
-    }
-    return env
-
-
-def _gloo_nodes(spec, job_id, hosts, per_node, common, free_ports) -> list[NodePlan]:
+def _gloo(spec, hosts, slots, free_ports) -> tuple[HorovodRendezvous, list[list[ProcessPlan]]]:
     hostnames = node_hostnames(hosts)
-    slots = assign_slots(hostnames, per_node)
     # One port: node 0's runtime hosts Horovod's own rendezvous server there.
     port = assign_ports([hosts[0]], free_ports=free_ports)[0]
-    rendezvous = {
-        "HOROVOD_CONTROLLER": "gloo",
-        "HOROVOD_CPU_OPERATIONS": "gloo",
-        "HOROVOD_GLOO_RENDEZVOUS_ADDR": hosts[0],
-        "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
-        "HOROVOD_GLOO_TIMEOUT_SECONDS": str(spec.start_timeout),
-    }
-    nodes = []
-    for node, host in enumerate(hosts):
-        ranks = [
-            RankPlan(
-                rank=slot.rank,
-                local_rank=slot.local_rank,
-                label=f"node {node} rank {slot.rank}",
-                env={**_rank_env(spec, job_id, node, slot), **rendezvous, **slot_env(slot)},
-            )
-            for slot in slots if slot.hostname == hostnames[node]
-        ]
-        if node == 0:
-            layout = ",".join(f"{name}:{count}" for name, count in zip(hostnames, per_node))
-            ranks.append(
-                RankPlan(
-                    rank=-1,
-                    local_rank=-1,
-                    label="node 0 rendezvous",
-                    env={"AIRFLOW_TF_JOB_ID": job_id, "AIRFLOW_TF_NODE_INDEX": "0"},
-                    role="rendezvous",
-                    command=[*RENDEZVOUS_MODULE, "--port", str(port), "--hosts", layout,
-                             "--start-timeout", str(spec.start_timeout)],
-                    daemon=True,
-                )
-            )
-        nodes.append(_node(spec, job_id, node, host, common, ranks))
-    return nodes
+    per_node: list[list[ProcessPlan]] = [[] for _ in hosts]
+    for slot in assign_slots(hostnames, slots):
+        node = hostnames.index(slot.hostname)
+        per_node[node].append(ProcessPlan(
+            label=f"node {node} rank {slot.rank}", rank=slot.rank, local_rank=slot.local_rank,
+            gpus=str(slot.local_rank) if spec.use_gpu else "",  # one GPU per rank, by local rank
+        ))
+    layout = ",".join(f"{name}:{count}" for name, count in zip(hostnames, slots))
+    per_node[0].append(ProcessPlan(
+        label="node 0 rendezvous", kind=ProcessKind.RENDEZVOUS, port=port, daemon=True,
+        command=[*RENDEZVOUS_MODULE, "--port", str(port), "--hosts", layout, "--start-timeout", str(spec.start_timeout)],
+    ))
+    return HorovodRendezvous(address=hosts[0], port=port, timeout_s=spec.start_timeout, slots=list(slots)), per_node
 
 
-def _mpi_nodes(spec, job_id, hosts, per_node, common) -> list[NodePlan]:
-    size = sum(per_node)
+def _mpi(spec, hosts, slots) -> list[list[ProcessPlan]]:
     mpirun = [
-        "-np", str(size),
+        "-np", str(sum(slots)),
         "--bind-to", "none", "--map-by", "slot",
         # Exported to every rank on every host (mpirun -x): the job id marks them as ours.
-        *[arg for name in sorted({"AIRFLOW_TF_JOB_ID", "PYTHONUNBUFFERED", *spec.environment_variables})
+        *[arg for name in sorted({"AIRFLOW_TF_JOB_ID", *COMMON_ENV, *spec.environment_variables})
           for arg in ("-x", name)],
     ]
     if spec.network_interface:
@@ -176,22 +188,10 @@ def _mpi_nodes(spec, job_id, hosts, per_node, common) -> list[NodePlan]:
     mpirun += list(spec.mpirun_options)
     rank_cmd = [*RANK_MODULE, "--use-gpu" if spec.use_gpu else "--no-gpu", spec.entry_script,
                 *script_argv(spec.script_params)]
-    launcher = RankPlan(
-        rank=0,
-        local_rank=0,
-        label="node 0 mpirun",
-        env={"AIRFLOW_TF_JOB_ID": job_id, "AIRFLOW_TF_NODE_INDEX": "0", "AIRFLOW_TF_WORLD_SIZE": str(size)},
-        role="mpirun",
-        command=[*MPIRUN_MODULE, "--hostfile-text", hostfile_text(hosts, per_node), "--", *mpirun, "--", *rank_cmd],
+    launcher = ProcessPlan(
+        label="node 0 mpirun", kind=ProcessKind.MPIRUN,
+        command=[*MPIRUN_MODULE, "--hostfile-text", hostfile_text(hosts, slots), "--", *mpirun, "--", *rank_cmd],
     )
     # Node 0 starts every rank through mpirun; the other nodes only need to be reachable
-    # (the ssh host itself, or a container running sshd), so their node plan has no ranks.
-    return [_node(spec, job_id, node, host, common, [launcher] if node == 0 else []) for node, host in enumerate(hosts)]
-
-
-def _node(spec, job_id, node, host, common, ranks) -> NodePlan:
-    return NodePlan(
-        job_id=job_id, node_index=node, host=host, script=spec.entry_script,
-        script_args=script_argv(spec.script_params), env=dict(common), ranks=ranks,
-        pip_packages=list(spec.pip_packages), use_gpu=spec.use_gpu, node_count=spec.node_count,
-    )
+    # (the ssh host itself, or a container running sshd), so their node plan has no processes.
+    return [[launcher] if node == 0 else [] for node in range(len(hosts))]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from airflow_tf.cluster.plan import SuccessRule
+
 RUNNING = "running"
 SUCCESS = "success"
 FAILED = "failed"
@@ -21,16 +23,16 @@ def decide(success_rule: str, states: Sequence[Mapping]) -> Outcome:
     """``states[i]`` is node i's ``{"running": bool, "exit_code": int | None}``.
 
     Under both rules the first node that ended non-zero (or vanished without a code) fails the
-    job at once. all_ranks_zero: the job succeeds when every node ended with 0. chief_zero
-    (parameter-server training): it succeeds as soon as node 0, which hosts the chief, ended
-    with 0; the other nodes serve until they are stopped.
+    job at once. See ``SuccessRule`` for when it succeeds.
     """
-    if success_rule not in ("all_ranks_zero", "chief_zero"):
-        raise ValueError(f"unknown success rule {success_rule!r}")
+    try:
+        rule = SuccessRule(success_rule)
+    except ValueError:
+        raise ValueError(f"unknown success rule {success_rule!r}") from None
     for index, state in enumerate(states):
         if not state["running"] and state["exit_code"] != 0:
             return Outcome(FAILED, failed_node=index, exit_code=state["exit_code"])
-    if success_rule == "chief_zero":
+    if rule is SuccessRule.CHIEF_ZERO:
         return Outcome(SUCCESS) if not states[0]["running"] else Outcome(RUNNING)
     if all(not state["running"] for state in states):
         return Outcome(SUCCESS)

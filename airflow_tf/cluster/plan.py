@@ -1,56 +1,125 @@
-"""The job plan: what every node starts, with which environment. Pure data, JSON in and out.
+"""The job plan: the cluster stated once, and what every node starts. Pure data, JSON in and out.
 
-A plan is what the ``plan`` task returns (so users can read the generated TF_CONFIG in the UI),
-what each ``launch`` task receives for its node, and what the node runtime executes.
+A plan is what the ``plan`` task returns (its XCom is readable in the UI), what each ``launch``
+task receives for its node, and what the node runtime executes. Its size is linear in the ranks:
+the cluster (TF addresses, the Horovod rendezvous) is stated once per job in ``ClusterPlan``;
+each process carries only its rank, role, task index, port and GPUs, and the node runtime
+derives every environment variable from those (``runtime.rank_env``). User environment values
+are not in the plan either: it names them (``environment_names``), and the launch task hands
+the values to its node (``NodeLaunch``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import enum
+from collections.abc import Mapping
 from typing import Any
 
-from airflow_tf.cluster import tf_config as tfc
-from airflow_tf.cluster.errors import SpecError
-from airflow_tf.cluster.params import script_argv
-from airflow_tf.cluster.ports import assign_ports
-from airflow_tf.cluster.spec import TrainingSpec
+from airflow_tf.runtime import rank_env
 
-# Strategies and the rule that decides success for each.
-SINGLE = "single"
-MULTI_WORKER_MIRRORED = "multi_worker_mirrored"
-ALL_RANKS_ZERO = "all_ranks_zero"
-PARAMETER_SERVER = "parameter_server"
-CHIEF_ZERO = "chief_zero"
+
+class Strategy(enum.StrEnum):
+    SINGLE = "single"
+    MULTI_WORKER_MIRRORED = "multi_worker_mirrored"
+    PARAMETER_SERVER = "parameter_server"
+    HOROVOD = "horovod"
+
+
+class SuccessRule(enum.StrEnum):
+    """ALL_RANKS_ZERO: every node must end with 0. CHIEF_ZERO: node 0 (the chief's) ending with 0
+    decides; the others serve until they are stopped."""
+
+    ALL_RANKS_ZERO = "all_ranks_zero"
+    CHIEF_ZERO = "chief_zero"
+
+
+class ProcessKind(enum.StrEnum):
+    RANK = rank_env.RANK  # a training process (TF task or Horovod rank)
+    RENDEZVOUS = rank_env.RENDEZVOUS  # Horovod Gloo's rendezvous server, hosted by node 0
+    MPIRUN = rank_env.MPIRUN  # node 0 of an MPI job: mpirun starts every rank on every host
+
+
+class Role(enum.StrEnum):
+    """TensorFlow task types (TF_CONFIG ``task.type``)."""
+
+    CHIEF = "chief"
+    WORKER = "worker"
+    PS = "ps"
+    EVALUATOR = rank_env.EVALUATOR
+
+
+def _enum(cls, value):
+    return None if value is None else cls(value)
 
 
 @dataclasses.dataclass(frozen=True)
-class RankPlan:
-    rank: int
-    local_rank: int
-    label: str  # prefixed to every line this rank prints
-    env: dict[str, str]
-    role: str = "worker"
-    # Run ``python -u *command`` instead of the entry script (e.g. the runtime's TF server).
-    command: list[str] | None = None
-    # A daemon serves until stopped (ps, PS workers): the node does not wait for it to exit.
-    daemon: bool = False
-    # Restarts the node runtime grants this rank after a failure before the node fails.
-    max_restarts: int = 0
+class ProcessPlan:
+    """One process a node runtime starts."""
+
+    label: str  # prefixed to every line it prints
+    kind: ProcessKind = ProcessKind.RANK
+    rank: int | None = None  # global rank; None for the rendezvous / mpirun
+    local_rank: int | None = None
+    role: Role | None = None  # its TF task type when the job has a TF cluster
+    task_index: int | None = None  # its index among the tasks of that role
+    port: int | None = None  # the port it listens on, on the node's host
+    gpus: str | None = None  # its CUDA_VISIBLE_DEVICES ("" none); None: unset, every GPU of the node
+    command: list[str] | None = None  # run ``python -u *command`` instead of the entry script
+    daemon: bool = False  # serves until stopped: the node does not wait for it to exit
+    max_restarts: int = 0  # restarts the node runtime grants it before the node fails
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ProcessPlan":
+        fields = dict(data)
+        fields["kind"] = ProcessKind(fields.get("kind", ProcessKind.RANK))
+        fields["role"] = _enum(Role, fields.get("role"))
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class HorovodRendezvous:
+    """Horovod over Gloo: where node 0 hosts the rendezvous, and the ranks per node."""
+
+    address: str
+    port: int
+    timeout_s: int
+    slots: list[int]  # ranks per node, in node order
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterPlan:
+    """The cluster, stated once per job."""
+
+    world_size: int
+    tf_cluster: dict[str, list[str]] | None = None  # TF_CONFIG "cluster": task type -> host:port
+    horovod: HorovodRendezvous | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ClusterPlan":
+        fields = dict(data)
+        if fields.get("horovod") is not None:
+            fields["horovod"] = HorovodRendezvous(**fields["horovod"])
+        return cls(**fields)
 
 
 @dataclasses.dataclass(frozen=True)
 class NodePlan:
     job_id: str
     node_index: int
-    host: str
+    node_count: int
+    host: str  # the address the other nodes reach this one at
     script: str  # relative to the source directory
     script_args: list[str]
-    env: dict[str, str]  # common to every rank of the node
-    ranks: list[RankPlan]
+    env: dict[str, str]  # plan-owned environment common to every process (never the user's values)
+    processes: list[ProcessPlan]
     pip_packages: list[str] = dataclasses.field(default_factory=list)  # installed by the node runtime
-    use_gpu: bool = False  # the backend gives the node GPUs (e.g. Docker device requests)
-    node_count: int = 1  # nodes in the job (a backend splitting a host's GPUs needs it)
+    gpus: int = 0  # GPUs the node needs (0: a CPU node); e.g. Docker device requests
+
+    @property
+    def ports(self) -> list[int]:
+        """The ports this node's processes listen on (checked free on the host before it starts)."""
+        return sorted(p.port for p in self.processes if p.port is not None)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -58,18 +127,31 @@ class NodePlan:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "NodePlan":
         fields = dict(data)
-        fields["ranks"] = [RankPlan(**rank) for rank in fields["ranks"]]
+        fields["processes"] = [ProcessPlan.from_json(p) for p in fields["processes"]]
         return cls(**fields)
 
 
 @dataclasses.dataclass(frozen=True)
 class JobPlan:
     job_id: str
-    strategy: str
-    success_rule: str
-    world_size: int
+    strategy: Strategy
+    success_rule: SuccessRule
     source_directory: str
+    cluster: ClusterPlan
+    environment_names: list[str]  # the user's environment variables: names only, values at launch
     nodes: list[NodePlan]
+
+    @property
+    def world_size(self) -> int:
+        return self.cluster.world_size
+
+    def env_of(self, node: NodePlan, process: ProcessPlan, environment: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment the node runtime will set for ``process`` (with the user's values)."""
+        return rank_env.process_env(node.to_json(), dataclasses.asdict(process), dataclasses.asdict(self.cluster),
+                                    environment)
+
+    def launch(self, node_index: int, environment: Mapping[str, str] | None = None) -> "NodeLaunch":
+        return NodeLaunch(self.nodes[node_index], self.cluster, dict(environment or {}))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -77,85 +159,28 @@ class JobPlan:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "JobPlan":
         fields = dict(data)
+        fields["strategy"] = Strategy(fields["strategy"])
+        fields["success_rule"] = SuccessRule(fields["success_rule"])
+        fields["cluster"] = ClusterPlan.from_json(fields["cluster"])
         fields["nodes"] = [NodePlan.from_json(node) for node in fields["nodes"]]
         return cls(**fields)
 
 
-def _check_hosts(spec: TrainingSpec, hosts: Sequence[str]) -> None:
-    if len(hosts) != spec.node_count:
-        raise SpecError(f"node_count is {spec.node_count} but the backend offered {len(hosts)} host(s): {list(hosts)}")
-    for i, host in enumerate(hosts):
-        if not isinstance(host, str) or not host or ":" in host or any(c.isspace() for c in host):
-            raise SpecError(f"host {i} must be a hostname or IPv4 address without port, got {host!r}")
+@dataclasses.dataclass(frozen=True)
+class NodeLaunch:
+    """What one node needs to start: its plan, the job's cluster, the user's environment values.
 
-
-def rank_env(spec: TrainingSpec, *, job_id: str, node_index: int, rank: int, local_rank: int, world_size: int) -> dict[str, str]:
-    env = {
-        "AIRFLOW_TF_JOB_ID": job_id,
-        "AIRFLOW_TF_NODE_INDEX": str(node_index),
-        "AIRFLOW_TF_RANK": str(rank),
-        "AIRFLOW_TF_LOCAL_RANK": str(local_rank),
-        "AIRFLOW_TF_WORLD_SIZE": str(world_size),
-        "AIRFLOW_TF_IS_CHIEF": "1" if rank == 0 else "0",
-    }
-    if not spec.use_gpu:
-        env["CUDA_VISIBLE_DEVICES"] = ""  # CPU job: keep TF off any GPU the host happens to have
-    elif spec.process_count_per_node > 1:
-        env["CUDA_VISIBLE_DEVICES"] = str(local_rank)  # one GPU per process
-    return env
-
-
-def plan_tensorflow_job(
-    spec: TrainingSpec,
-    *,
-    job_id: str,
-    hosts: Sequence[str],
-    free_ports: Mapping[str, Sequence[int]] | None = None,
-) -> JobPlan:
-    """Single-process run, or MultiWorkerMirroredStrategy with one TF worker per process.
-
-    ``hosts`` has one entry per node; ``free_ports`` (host -> ports found free there) feeds
-    ``assign_ports``. Worker 0 (node 0, local rank 0) acts as chief.
+    Backends write it into the node's directory (``node.json``, private to the job's user) and
+    the node runtime executes it; it never goes into XCom.
     """
-    _check_hosts(spec, hosts)
-    per_node = spec.process_count_per_node
-    world_size = spec.node_count * per_node
-    task_hosts = [host for host in hosts for _ in range(per_node)]
-    ports = assign_ports(task_hosts, free_ports=free_ports)
-    addresses = [f"{host}:{port}" for host, port in zip(task_hosts, ports)]
-    if len(set(addresses)) != len(addresses):
-        raise SpecError(f"worker addresses must be unique, got {addresses}")
-    strategy = SINGLE if world_size == 1 else MULTI_WORKER_MIRRORED
-    cluster = tfc.multi_worker_cluster(addresses)
 
-    nodes = []
-    for node_index, host in enumerate(hosts):
-        ranks = []
-        for local_rank in range(per_node):
-            rank = node_index * per_node + local_rank
-            env = rank_env(spec, job_id=job_id, node_index=node_index, rank=rank, local_rank=local_rank, world_size=world_size)
-            if strategy == MULTI_WORKER_MIRRORED:
-                env["TF_CONFIG"] = tfc.dumps(tfc.tf_config(cluster, "worker", rank))
-            ranks.append(RankPlan(rank=rank, local_rank=local_rank, label=f"node {node_index} rank {rank}", env=env))
-        nodes.append(
-            NodePlan(
-                job_id=job_id,
-                node_index=node_index,
-                host=host,
-                script=spec.entry_script,
-                script_args=script_argv(spec.script_params),
-                env={"PYTHONUNBUFFERED": "1", **spec.environment_variables},
-                ranks=ranks,
-                pip_packages=list(spec.pip_packages),
-                use_gpu=spec.use_gpu,
-                node_count=spec.node_count,
-            )
-        )
-    return JobPlan(
-        job_id=job_id,
-        strategy=strategy,
-        success_rule=ALL_RANKS_ZERO,
-        world_size=world_size,
-        source_directory=spec.source_directory,
-        nodes=nodes,
-    )
+    node: NodePlan
+    cluster: ClusterPlan
+    environment: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "NodeLaunch":
+        return cls(NodePlan.from_json(data["node"]), ClusterPlan.from_json(data["cluster"]), dict(data["environment"]))

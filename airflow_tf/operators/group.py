@@ -16,16 +16,16 @@ from airflow.sdk import TaskGroup
 from airflow_tf.backends.base import Backend
 from airflow_tf.backends.local import LocalBackend
 from airflow_tf.cluster.errors import SpecError
+from airflow_tf.cluster.registry import PLANNERS, JobKind
 from airflow_tf.operators.nodes import (
-    PLANNERS,
     LaunchNodeOperator,
     PlanTrainingJobOperator,
     TeardownTrainingJobOperator,
     WaitForTrainingJobOperator,
 )
 
-# Which spec fields may be Jinja templates (set per run from DAG Params / conf).
-TEMPLATED_FIELDS = ("node_count", "script_params", "environment_variables")
+# Which spec fields may be Jinja templates (set per run from DAG Params / conf): the plan task's.
+TEMPLATED_FIELDS = PlanTrainingJobOperator.template_fields
 TASK_GROUP_OPTIONS = frozenset(f.name for f in attrs.fields(TaskGroup) if f.init) - {"_group_id", "group_id"}
 
 
@@ -75,12 +75,12 @@ class TrainingTaskGroup(TaskGroup):
         use_gpu: bool = False,
         environment_variables: dict[str, str] | str | None = None,
         backend: Backend | None = None,
-        poll_interval: float = 1.0,
+        poll_interval: float | None = None,
         timeout: float | None = None,
         model_asset: Any = None,
         **options: Any,
     ):
-        spec_class = PLANNERS[self.strategy][0]
+        spec_class = PLANNERS[JobKind(self.strategy)][0]
         strategy_options = {f.name for f in dataclasses.fields(spec_class)} - BASE_OPTIONS
         group_kwargs = {k: v for k, v in options.items() if k not in strategy_options}
         unknown = sorted(set(group_kwargs) - TASK_GROUP_OPTIONS)
@@ -112,8 +112,10 @@ class TrainingTaskGroup(TaskGroup):
                 "conda_packages is not supported: nodes get per-job packages through pip_packages; "
                 "put conda packages into the node's image or environment"
             )
-        if poll_interval <= 0:
-            raise SpecError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
+        if poll_interval is not None and (isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float))
+                                          or poll_interval <= 0):
+            raise SpecError(f"poll_interval must be a number of seconds > 0 (or None: [airflow_tf] poll_interval), "
+                            f"got {poll_interval!r}")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise SpecError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
         if backend is None:
@@ -126,7 +128,7 @@ class TrainingTaskGroup(TaskGroup):
         self.model_asset = _as_asset(model_asset)
         self._build(fields, poll_interval=poll_interval, timeout=timeout)
 
-    def _build(self, fields: dict[str, Any], *, poll_interval: float, timeout: float | None) -> None:
+    def _build(self, fields: dict[str, Any], *, poll_interval: float | None, timeout: float | None) -> None:
         backend = self.backend.serialize()
         static = {k: v for k, v in fields.items() if k not in TEMPLATED_FIELDS}
         with self:
@@ -142,6 +144,7 @@ class TrainingTaskGroup(TaskGroup):
             )
             launch = LaunchNodeOperator.partial(
                 task_id="launch", backend=backend, source_directory=fields["source_directory"],
+                plan_task_id=plan.task_id, environment_variables=fields["environment_variables"] or {},
             ).expand(node=plan.output)
             wait = WaitForTrainingJobOperator(
                 task_id="wait", handles=launch.output, backend=backend, plan_task_id=plan.task_id,

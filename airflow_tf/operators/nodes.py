@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable
+from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_tf import config
 from airflow_tf.backends.base import Backend
-from airflow_tf.cluster.horovod import plan_horovod_job
-from airflow_tf.cluster.parameter_server import plan_parameter_server_job
-from airflow_tf.cluster.plan import JobPlan, plan_tensorflow_job
-from airflow_tf.cluster.spec import HorovodSpec, ParameterServerSpec, TrainingSpec, coerce_positive_int
+from airflow_tf.cluster.checks import coerce_positive_int
+from airflow_tf.cluster.plan import ClusterPlan, NodeLaunch, NodePlan
+from airflow_tf.cluster.registry import PLANNERS, JobKind
+from airflow_tf.cluster.spec import check_environment
+from airflow_tf.results.progress import metrics_files
 
-# strategy name -> (spec class, pure planner(spec, job_id=, hosts=, free_ports=) -> JobPlan)
-PLANNERS: dict[str, tuple[type[TrainingSpec], Callable[..., JobPlan]]] = {
-    "tensorflow": (TrainingSpec, plan_tensorflow_job),
-    "parameter_server": (ParameterServerSpec, plan_parameter_server_job),
-    "horovod": (HorovodSpec, plan_horovod_job),
-}
-
-
-PLAN_XCOM_KEY = "plan"
+PLAN_XCOM_KEY = "plan"  # the whole job plan, for people (UI) and the wait / teardown tasks
+CLUSTER_XCOM_KEY = "cluster"  # the cluster alone: what each launch task needs besides its node
 
 
 def job_id_for(dag_id: str, run_id: str, group_id: str) -> str:
@@ -60,7 +55,7 @@ class PlanTrainingJobOperator(BaseOperator):
         self.job_name = job_name
 
     def execute(self, context) -> list[dict[str, Any]]:
-        spec_class, planner = PLANNERS[self.strategy]
+        spec_class, planner = PLANNERS[JobKind(self.strategy)]
         spec = spec_class(
             **self.spec_fields,
             node_count=coerce_positive_int("node_count", self.node_count),
@@ -70,49 +65,49 @@ class PlanTrainingJobOperator(BaseOperator):
         backend = Backend.deserialize(self.backend)
         hosts = backend.hosts(spec.node_count)
         job_id = job_id_for(context["dag"].dag_id, context["run_id"], self.job_name)
-        # Plan once with default ports to learn how many tasks land on each host, then again
+        # Plan once with default ports to learn how many ports each host needs, then again
         # with ports the backend found free there.
         draft = planner(spec, job_id=job_id, hosts=hosts)
-        tasks_per_host: dict[str, int] = {}
+        ports_per_host: dict[str, int] = {}
         for node in draft.nodes:
-            tasks_per_host[node.host] = tasks_per_host.get(node.host, 0) + len(node.ranks)
-        found = {host: backend.free_ports(host, count) for host, count in tasks_per_host.items()}
+            ports_per_host[node.host] = ports_per_host.get(node.host, 0) + len(node.ports)
+        found = {host: backend.free_ports(host, count) for host, count in ports_per_host.items()}
         free_ports = None if any(ports is None for ports in found.values()) else found
         plan = planner(spec, job_id=job_id, hosts=hosts, free_ports=free_ports)
         self.log.info("job %s: %s over %d node(s), world size %d", job_id, plan.strategy, len(plan.nodes), plan.world_size)
-        context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=plan.to_json())
-        return [node.to_json() for node in plan.nodes]
+        data = plan.to_json()
+        context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=data)
+        context["ti"].xcom_push(key=CLUSTER_XCOM_KEY, value=data["cluster"])
+        return data["nodes"]
 
 
 class LaunchNodeOperator(BaseOperator):
-    """Start one node detached through the backend; return its handle. Takes seconds, not hours."""
+    """Start one node detached through the backend; return its handle. Takes seconds, not hours.
 
-    template_fields = ("node",)
+    The user's environment values come from this task's own templated field, never from the
+    plan XCom (which only names them).
+    """
+
+    template_fields = ("node", "environment_variables")
     ui_color = "#fdf6e3"
 
-    def __init__(self, *, node: Any, backend: dict[str, Any], source_directory: str, **kwargs):
+    def __init__(self, *, node: Any, backend: dict[str, Any], source_directory: str, plan_task_id: str,
+                 environment_variables: Any = None, **kwargs):
         super().__init__(**kwargs)
         self.node = node
         self.backend = backend
         self.source_directory = source_directory
+        self.plan_task_id = plan_task_id
+        self.environment_variables = environment_variables
 
     def execute(self, context) -> dict[str, Any]:
-        backend = Backend.deserialize(self.backend)
-        handle = backend.start(self.node["job_id"], self.node, self.source_directory)
-        labels = ", ".join(rank["label"] for rank in self.node["ranks"])
-        self.log.info("node %s started on %s (%s): %s", self.node["node_index"], self.node["host"], labels, handle)
+        node = NodePlan.from_json(self.node)
+        cluster = ClusterPlan.from_json(context["ti"].xcom_pull(task_ids=self.plan_task_id, key=CLUSTER_XCOM_KEY))
+        launch = NodeLaunch(node, cluster, check_environment(self.environment_variables))
+        handle = Backend.deserialize(self.backend).start(launch, self.source_directory)
+        labels = ", ".join(process.label for process in node.processes)
+        self.log.info("node %s started on %s (%s): %s", node.node_index, node.host, labels, handle)
         return handle
-
-
-def metrics_files(node: dict[str, Any], world_size: int) -> list[str]:
-    """The metrics files a node's ranks write (under MPI every rank writes into node 0's)."""
-    ranks = set()
-    for rank in node["ranks"]:
-        if rank["role"] == "mpirun":
-            ranks.update(range(world_size))
-        elif rank["rank"] >= 0:
-            ranks.add(rank["rank"])
-    return [f"metrics-rank{r}.jsonl" for r in sorted(ranks)]
 
 
 class WaitForTrainingJobOperator(BaseOperator):
@@ -121,7 +116,7 @@ class WaitForTrainingJobOperator(BaseOperator):
     template_fields = ("handles",)
     ui_color = "#eaf7ea"
 
-    def __init__(self, *, handles: Any, backend: dict[str, Any], plan_task_id: str, poll_interval: float = 1.0,
+    def __init__(self, *, handles: Any, backend: dict[str, Any], plan_task_id: str, poll_interval: float | None = None,
                  timeout: float | None = None, model_asset: Any = None, **kwargs):
         if model_asset is not None:
             kwargs["outlets"] = [*kwargs.get("outlets", []), model_asset]
@@ -146,8 +141,10 @@ class WaitForTrainingJobOperator(BaseOperator):
                 job_id=plan["job_id"],
                 handles=sorted(handles, key=lambda h: h["node_index"]),
                 success_rule=plan["success_rule"],
-                poll_interval=self.poll_interval,
-                metrics_files=[metrics_files(node, plan["world_size"]) for node in plan["nodes"]],
+                # None: the deployment's [airflow_tf] settings, read here on the worker, not at parse.
+                poll_interval=self.poll_interval or config.poll_interval(),
+                stop_grace_s=config.stop_grace_seconds(),
+                metrics_files=[metrics_files(node, plan["cluster"]["world_size"]) for node in plan["nodes"]],
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,
@@ -180,7 +177,7 @@ class WaitForTrainingJobOperator(BaseOperator):
         """curves.png next to the model when the outputs are on this machine."""
         import os
 
-        from airflow_tf.operators.curves import write_curves
+        from airflow_tf.results.curves import write_curves
 
         output_dir = results.get("output_dir")
         if not results.get("history") or not output_dir or not os.path.isdir(output_dir):

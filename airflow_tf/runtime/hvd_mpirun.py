@@ -14,6 +14,8 @@ import os
 import shutil
 import sys
 
+from airflow_tf.runtime import node_files
+
 
 def build_argv(hostfile: str, mpirun_options: list[str], rank_command: list[str], *, is_root: bool,
                python: str, exported: list[str]) -> list[str]:
@@ -39,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         print("mpirun not found on this node: install OpenMPI (Debian: openmpi-bin)", file=sys.stderr)
         return 127
     node_dir = os.environ.get("AIRFLOW_TF_NODE_DIR", os.getcwd())
-    hostfile = os.path.join(node_dir, "hostfile")
+    hostfile = os.path.join(node_dir, node_files.HOSTFILE)
     with open(hostfile, "w") as f:
         f.write(args.hostfile_text)
-    exported = [name for name in ("PYTHONPATH", "PATH", "AIRFLOW_TF_NODE_DIR", "AIRFLOW_TF_OUTPUT_DIR") if name in os.environ]
+    exported = [name for name in ("PYTHONPATH", "PATH", "AIRFLOW_TF_NODE_DIR", "AIRFLOW_TF_OUTPUT_DIR",
+                                 "AIRFLOW_TF_NODE_COUNT") if name in os.environ]
     final = build_argv(hostfile, mpirun_options, rank_command, is_root=os.geteuid() == 0,
                        python=sys.executable, exported=exported)
     print("mpirun:", " ".join(final), flush=True)

@@ -1,8 +1,9 @@
 """Node runtime: start a node's ranks, prefix their output, forward signals, record the exit code.
 
 Started detached by a backend as ``python -m airflow_tf.runtime.launcher NODE_DIR --workdir SRC``
-with stdout going to the node's log. ``NODE_DIR/node.json`` is the node's plan (see
-``airflow_tf.cluster.plan.NodePlan``); the exit code lands in ``NODE_DIR/exit_code``.
+with stdout going to the node's log. ``NODE_DIR/node.json`` is what the node runs (the JSON of
+``airflow_tf.cluster.plan.NodeLaunch``: its plan, the job's cluster, the user's environment
+values); the exit code lands in ``NODE_DIR/exit_code`` (file names: ``runtime.node_files``).
 
 The launcher is its session's leader and the ranks stay in its process group, so a backend can
 stop the whole node with one ``killpg``. On the first rank that fails the others are stopped:
@@ -20,14 +21,18 @@ import sys
 import threading
 import time
 
-EXIT_CODE_FILE = "exit_code"
-NODE_SPEC_FILE = "node.json"
+from airflow_tf.runtime import node_files, procfs
+from airflow_tf.runtime.rank_env import process_env
+
 POLL_S = 0.1
 
 
 class Node:
-    def __init__(self, spec: dict, node_dir: str, workdir: str, output_dir: str, grace_s: float):
-        self.spec = spec
+    def __init__(self, launch: dict, node_dir: str, workdir: str, output_dir: str, grace_s: float):
+        self.spec = launch["node"]
+        self.cluster = launch["cluster"]
+        self.environment = dict(launch.get("environment") or {})
+        self.packages_dir: str | None = None
         self.node_dir = node_dir
         self.workdir = workdir
         self.output_dir = output_dir
@@ -40,8 +45,11 @@ class Node:
 
     def _env(self, rank: dict) -> dict:
         env = dict(os.environ)
-        env.update(self.spec["env"])
-        env.update(rank["env"])
+        env.update(process_env(self.spec, rank, self.cluster, self.environment))
+        # The user's PYTHONPATH adds to the runtime's (and the per-job packages come first).
+        paths = [self.packages_dir, self.environment.get("PYTHONPATH"), os.environ.get("PYTHONPATH")]
+        if any(paths):
+            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         env["AIRFLOW_TF_NODE_DIR"] = self.node_dir
         env["AIRFLOW_TF_OUTPUT_DIR"] = self.output_dir
         if "HOROVOD_GLOO_RENDEZVOUS_ADDR" in env and not env.get("HOROVOD_GLOO_IFACE"):
@@ -71,7 +79,7 @@ class Node:
             sys.stdout.buffer.flush()
 
     def _spawn(self, index: int) -> subprocess.Popen:
-        rank = self.spec["ranks"][index]
+        rank = self.spec["processes"][index]
         # A rank may run its own command (e.g. the runtime's TF server) instead of the script.
         target = rank.get("command") or [self.spec["script"], *self.spec["script_args"]]
         # argv is a list: script params never pass through a shell.
@@ -89,9 +97,8 @@ class Node:
         if self.spec.get("pip_packages"):
             from airflow_tf.runtime.packages import ensure_env
 
-            packages_dir = ensure_env(self.spec["pip_packages"], self.say)
-            self.spec["env"]["PYTHONPATH"] = os.pathsep.join(filter(None, [packages_dir, os.environ.get("PYTHONPATH")]))
-        self.procs = [self._spawn(index) for index in range(len(self.spec["ranks"]))]
+            self.packages_dir = ensure_env(self.spec["pip_packages"], self.say)
+        self.procs = [self._spawn(index) for index in range(len(self.spec["processes"]))]
         self.restarts = [0] * len(self.procs)
         self.say(f"started {len(self.procs)} rank(s): pids {[p.pid for p in self.procs]}")
 
@@ -122,7 +129,7 @@ class Node:
         that is not a ``daemon`` exited 0; daemons (parameter servers, PS workers: they serve
         until told to stop) are then stopped. A node of daemons only runs until it is stopped.
         """
-        ranks = self.spec["ranks"]
+        ranks = self.spec["processes"]
         while True:
             if self.stop_signal is not None:
                 self.say(f"received signal {self.stop_signal}, stopping ranks")
@@ -157,44 +164,26 @@ class Node:
             pump.join(timeout=5)
 
 
-def write_exit_code(node_dir: str, code: int) -> None:
-    path = os.path.join(node_dir, EXIT_CODE_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{code}\n")
-    os.replace(tmp, path)  # atomic: a poller never reads half a number
-
-
 def kill_leftovers_in_group() -> None:
     """SIGKILL processes a rank left behind in our process group (daemonised helpers and such)."""
-    me = os.getpid()
     group = os.getpgid(0)
-    if group != me:  # not a session/group leader (run by hand): nothing of ours to sweep
+    if group != os.getpid():  # not a session/group leader (run by hand): nothing of ours to sweep
         return
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) == group:  # field 5 of stat: pgrp
-                os.kill(int(entry), signal.SIGKILL)
-        except (OSError, IndexError, ValueError):
-            continue
+    procfs.kill_all(procfs.group_members(group))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow_tf.runtime.launcher", description=__doc__.splitlines()[0])
-    parser.add_argument("node_dir", help="directory holding node.json; exit_code is written here")
+    parser.add_argument("node_dir", help="directory holding node.json; the exit code is written here")
     parser.add_argument("--workdir", required=True, help="the user's source directory on this node")
     parser.add_argument("--output-dir", help="where the chief writes its model (default NODE_DIR/../outputs)")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
     args = parser.parse_args(argv)
     node_dir = os.path.abspath(args.node_dir)
-    with open(os.path.join(node_dir, NODE_SPEC_FILE)) as f:
-        spec = json.load(f)
-    output_dir = os.path.abspath(args.output_dir or os.path.join(node_dir, os.pardir, "outputs"))
-    node = Node(spec, node_dir, os.path.abspath(args.workdir), output_dir, args.grace)
+    with open(os.path.join(node_dir, node_files.NODE_SPEC)) as f:
+        launch = json.load(f)
+    output_dir = os.path.abspath(args.output_dir or os.path.join(node_dir, os.pardir, node_files.OUTPUTS))
+    node = Node(launch, node_dir, os.path.abspath(args.workdir), output_dir, args.grace)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, node.on_signal)
     code = 1
@@ -211,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_leftovers_in_group()
         node.finish()
         node.say(f"exit code {code}")
-        write_exit_code(node_dir, code)
+        node_files.write_exit_code(node_dir, code)
     return code
 
 

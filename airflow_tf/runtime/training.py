@@ -16,9 +16,7 @@ import tempfile
 import time
 from typing import Any
 
-METRICS_FILE = "metrics-rank{rank}.jsonl"
-MODEL_PATH_FILE = "model_path"
-TENSORBOARD_FILE = "tensorboard_dir"
+from airflow_tf.runtime import node_files
 
 
 def tf_config() -> dict | None:
@@ -47,7 +45,7 @@ def is_chief() -> bool:
 
 def output_dir() -> str:
     """Where the chief writes what the job produces (the estimator's ``./outputs``)."""
-    path = os.environ.get("AIRFLOW_TF_OUTPUT_DIR", os.path.abspath("outputs"))
+    path = os.environ.get("AIRFLOW_TF_OUTPUT_DIR", os.path.abspath(node_files.OUTPUTS))
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -98,7 +96,7 @@ def log_metrics(epoch: int, metrics: dict[str, Any], *, epochs: int | None = Non
     if epochs is not None:
         record["epochs"] = epochs
     record.update({key: float(value) for key, value in metrics.items()})
-    path = os.path.join(node_dir(), METRICS_FILE.format(rank=rank()))
+    path = os.path.join(node_dir(), node_files.metrics_file(rank()))
     with open(path, "a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
@@ -123,7 +121,7 @@ def tensorboard_dir() -> str:
     path = os.path.join(output_dir(), "tensorboard")
     os.makedirs(path, exist_ok=True)
     if is_chief():
-        with open(os.path.join(node_dir(), TENSORBOARD_FILE), "w") as f:
+        with open(os.path.join(node_dir(), node_files.TENSORBOARD_DIR), "w") as f:
             f.write(path)
     return path
 
@@ -149,7 +147,7 @@ def save_model(model, filename: str = "model.keras") -> str | None:
     if is_chief():
         path = os.path.join(output_dir(), filename)
         model.save(path)
-        with open(os.path.join(node_dir(), MODEL_PATH_FILE), "w") as f:
+        with open(os.path.join(node_dir(), node_files.MODEL_PATH), "w") as f:
             f.write(path)
         return path
     scratch = tempfile.mkdtemp(prefix=f"airflow-tf-rank{rank()}-")

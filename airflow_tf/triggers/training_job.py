@@ -16,21 +16,10 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_tf.backends.base import Backend
 from airflow_tf.cluster.outcome import FAILED, SUCCESS, decide
+from airflow_tf.results.progress import progress_line
+from airflow_tf.runtime import node_files
 
-METRICS_FILE = "metrics-rank0.jsonl"
-MODEL_PATH_FILE = "model_path"
-TENSORBOARD_FILE = "tensorboard_dir"
-HIDDEN_KEYS = {"epoch", "epochs", "rank", "time"}
-
-
-def progress_line(record: dict[str, Any]) -> str:
-    """``rank 0: epoch 3/10 loss=0.1234 accuracy=0.9876`` from one metrics record."""
-    epoch = f"epoch {record.get('epoch')}" + (f"/{record['epochs']}" if record.get("epochs") else "")
-    values = " ".join(
-        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-        for key, value in sorted(record.items()) if key not in HIDDEN_KEYS
-    )
-    return f"rank {record.get('rank', '?')}: {epoch} {values}".rstrip()
+CHIEF_METRICS = node_files.metrics_file(0)
 
 
 class TrainingJobTrigger(BaseTrigger):
@@ -47,7 +36,7 @@ class TrainingJobTrigger(BaseTrigger):
     ):
         super().__init__()
         # Per node, the metrics files its ranks write (progress lines come from these).
-        self.metrics_files = metrics_files or [[METRICS_FILE]] + [[] for _ in handles[1:]]
+        self.metrics_files = metrics_files or [[CHIEF_METRICS]] + [[] for _ in handles[1:]]
         self.backend = backend
         self.job_id = job_id
         self.handles = handles
@@ -106,10 +95,10 @@ class TrainingJobTrigger(BaseTrigger):
                 "duration_s": round(ended_at - handle["started_at"], 3) if ended_at else None,
             })
         chief = self.handles[0]
-        metrics_text = backend.read_file(chief, METRICS_FILE) or ""
+        metrics_text = backend.read_file(chief, CHIEF_METRICS) or ""
         history = [json.loads(line) for line in metrics_text.splitlines() if line.strip()]
-        tensorboard = backend.read_file(chief, TENSORBOARD_FILE)
-        model_path = backend.read_file(chief, MODEL_PATH_FILE)
+        tensorboard = backend.read_file(chief, node_files.TENSORBOARD_DIR)
+        model_path = backend.read_file(chief, node_files.MODEL_PATH)
         return {
             "job_id": self.job_id,
             "nodes": nodes,

@@ -19,7 +19,7 @@ import pytest
 from airflow_tf.backends.base import Backend
 from airflow_tf.backends.docker import DockerBackend
 from airflow_tf.cluster.errors import SpecError
-from airflow_tf.cluster.plan import plan_tensorflow_job
+from airflow_tf.cluster.tensorflow import plan_tensorflow_job
 from airflow_tf.cluster.spec import TrainingSpec
 from airflow_tf.triggers.training_job import TrainingJobTrigger
 
@@ -61,7 +61,7 @@ def jobs(backend, dockerd):
         plan = plan_tensorflow_job(spec, job_id=job_id, hosts=hosts,
                                    free_ports={hosts[0]: backend.free_ports(hosts[0], nodes)})
         started.append(job_id)
-        handles = [backend.start(job_id, node.to_json(), source_directory) for node in plan.nodes]
+        handles = [backend.start(plan.launch(i), source_directory) for i in range(len(plan.nodes))]
         return job_id, handles, plan
 
     yield start
@@ -94,7 +94,11 @@ def test_teardown_stop_job_stops_and_removes_running_containers(backend, jobs, d
     assert state["running"] is False and state["exit_code"] is None
 
 
-def test_trigger_on_kill_removes_every_container(backend, jobs, dockerd):
+def running_containers(client, job_id: str) -> list[dict]:
+    return [c for c in job_containers(client, job_id) if c["State"] == "running"]
+
+
+def test_trigger_on_kill_stops_every_container_and_teardown_removes_them(backend, jobs, dockerd):
     job_id, handles, plan = jobs(LONG_TRAIN)
     for handle in handles:
         wait_until(lambda: "step 1" in log_of(backend, handle), what=f"node {handle['node_index']} training")
@@ -103,6 +107,10 @@ def test_trigger_on_kill_removes_every_container(backend, jobs, dockerd):
     started = time.monotonic()
     asyncio.run(trigger.on_kill())
     assert time.monotonic() - started < 15  # TERM reached the ranks; no KILL after the grace was needed
+    # stop() stops (state, log and files stay readable); the teardown's stop_job removes.
+    assert running_containers(dockerd["client"], job_id) == []
+    assert len(job_containers(dockerd["client"], job_id)) == 2
+    assert backend.stop_job(job_id, 2) == []
     assert job_containers(dockerd["client"], job_id) == []
 
 
@@ -119,8 +127,8 @@ def test_stop_keeps_final_state_and_log_for_the_trigger(backend, jobs, dockerd):
         time.sleep(0.3)
     for other in handles:
         backend.stop(other, grace_s=5)
-    assert job_containers(dockerd["client"], job_id) == []
-    state = backend.poll(handle)
+    assert running_containers(dockerd["client"], job_id) == []
+    state = Backend.deserialize(backend.serialize()).poll(handle)  # any backend object sees the end
     assert state["running"] is False and state["exit_code"] == 128 + 15  # the launcher's code for SIGTERM
     text, offset = backend.read_log(handle, offset)
     lines += text.splitlines()
@@ -129,6 +137,8 @@ def test_stop_keeps_final_state_and_log_for_the_trigger(backend, jobs, dockerd):
     assert steps == list(range(len(steps))) and len(steps) >= 2
     assert lines[-1] == "[node 0] exit code 143"
     assert backend.read_tail(handle, 2)[-1] == "[node 0] exit code 143"
+    assert backend.stop_job(job_id, 2) == []
+    assert job_containers(dockerd["client"], job_id) == []
 
 
 def test_read_log_after_a_fresh_backend_resumes_by_offset(backend, jobs):
@@ -175,7 +185,7 @@ def test_node_files_and_outputs(backend, jobs, tmp_path, dockerd):
 
 def test_a_retried_launch_replaces_the_earlier_container(backend, jobs, dockerd):
     job_id, handles, plan = jobs(LONG_TRAIN, nodes=1)
-    again = backend.start(job_id, plan.nodes[0].to_json(), LONG_TRAIN)  # the launch task's second try
+    again = backend.start(plan.launch(0), LONG_TRAIN)  # the launch task's second try
     assert [c["Id"] for c in job_containers(dockerd["client"], job_id)] == [again["container_id"]]
     # (Stopped once running: in a container's first moments its PID 1 ignores TERM, see the docs.)
     wait_until(lambda: "step 0" in log_of(backend, again), what="the second try running")
@@ -230,7 +240,7 @@ def test_python_missing_in_the_image_is_a_clear_error(dockerd, tmp_path):
     spec = TrainingSpec(source_directory=str(tmp_path), entry_script="train.py")
     plan = plan_tensorflow_job(spec, job_id="dk-nopython", hosts=backend.hosts(1))
     with pytest.raises(SpecError, match="python='python3' is not in the image"):
-        backend.start("dk-nopython", plan.nodes[0].to_json(), str(tmp_path))
+        backend.start(plan.launch(0), str(tmp_path))
     assert job_containers(dockerd["client"], "dk-nopython") == []
 
 

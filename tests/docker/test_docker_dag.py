@@ -38,8 +38,8 @@ def test_example_trains_on_two_containers(dockerd, airflow_db, capfd):
     assert handles[0]["container_id"] != handles[1]["container_id"]
 
     # Host networking: the generated TF_CONFIG names the daemon's host, and it worked.
-    nodes = xcom(dag.dag_id, run.run_id, "train.plan")
-    cluster = json.loads(nodes[0]["ranks"][0]["env"]["TF_CONFIG"])["cluster"]["worker"]
+    plan = xcom(dag.dag_id, run.run_id, "train.plan", key="plan")
+    cluster = plan["cluster"]["tf_cluster"]["worker"]
     assert [address.split(":")[0] for address in cluster] == ["127.0.0.1", "127.0.0.1"]
 
     for label in ("node 0 rank 0", "node 1 rank 1"):

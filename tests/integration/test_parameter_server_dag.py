@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.helpers import job_pids
+from tests.helpers import job_pids, process_env
 from tests.integration.dagrun import task_states, xcom
 from tests.integration.test_tensorflow_dag import REPO, load_dag
 
@@ -24,8 +24,9 @@ def test_seed_example_trains_and_leaves_nothing(airflow_db, capfd):
 
     for group in ("ps_tf_keras_fit", "ps_keras3_loop"):
         plan = xcom(dag.dag_id, run.run_id, f"{group}.plan", key="plan")
-        ranks = {rank["label"]: rank for node in plan["nodes"] for rank in node["ranks"]}
-        chief_config = json.loads(ranks["node 0 chief"]["env"]["TF_CONFIG"])
+        envs = {rank["label"]: process_env(plan, n, r) for n, node in enumerate(plan["nodes"])
+                for r, rank in enumerate(node["processes"])}
+        chief_config = json.loads(envs["node 0 chief"]["TF_CONFIG"])
         assert {role: len(addrs) for role, addrs in chief_config["cluster"].items()} == {"chief": 1, "worker": 2, "ps": 1}
         results = xcom(dag.dag_id, run.run_id, f"{group}.wait")
         assert results["nodes"][0]["exit_code"] == 0
@@ -35,8 +36,9 @@ def test_seed_example_trains_and_leaves_nothing(airflow_db, capfd):
 
     # The evaluator ran alongside, outside the training cluster, on the chief's checkpoints.
     plan = xcom(dag.dag_id, run.run_id, "ps_tf_keras_fit.plan", key="plan")
-    evaluator = [r for n in plan["nodes"] for r in n["ranks"] if r["role"] == "evaluator"][0]
-    assert "evaluator" not in json.loads(evaluator["env"]["TF_CONFIG"])["cluster"]
+    [evaluator] = [process_env(plan, n, r) for n, node in enumerate(plan["nodes"])
+                   for r, rank in enumerate(node["processes"]) if rank["role"] == "evaluator"]
+    assert "evaluator" not in json.loads(evaluator["TF_CONFIG"])["cluster"]
     assert "[node 0 evaluator 0]" in output and "accuracy:" in output.split("[node 0 evaluator 0]", 1)[1]
     assert "[node 1 ps 0] ps 0: serving at" in output
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.helpers import job_pids
+from tests.helpers import job_pids, process_env
 from tests.integration.dagrun import task_states, xcom
 
 pytestmark = pytest.mark.integration
@@ -55,8 +55,11 @@ def test_example_trains_on_two_workers(airflow_db, capfd):
     assert states[("train.wait", -1)] == states[("train.teardown", -1)] == "success"
 
     # The generated cluster config is readable in the plan's XCom.
-    nodes = xcom(dag.dag_id, run.run_id, "train.plan")
-    configs = [json.loads(node["ranks"][0]["env"]["TF_CONFIG"]) for node in nodes]
+    plan = xcom(dag.dag_id, run.run_id, "train.plan", key="plan")
+    configs = [json.loads(process_env(plan, i)["TF_CONFIG"]) for i in range(len(plan["nodes"]))]
+    # Stated once per job (linear plan size), rebuilt per rank by the node runtime.
+    assert plan["cluster"]["tf_cluster"] == configs[0]["cluster"]
+    assert "TF_CONFIG" not in json.dumps(plan)
     assert [c["task"] for c in configs] == [{"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
     assert configs[0]["cluster"] == configs[1]["cluster"] and len(set(configs[0]["cluster"]["worker"])) == 2
 

@@ -21,10 +21,10 @@ import uuid
 import pytest
 
 from airflow_tf.backends.ssh import SSHBackend, SSHBackendError
-from airflow_tf.cluster.plan import plan_tensorflow_job
+from airflow_tf.cluster.tensorflow import plan_tensorflow_job
 from airflow_tf.cluster.spec import TrainingSpec
 from airflow_tf.operators.nodes import PLAN_XCOM_KEY, job_id_for
-from tests.helpers import job_pids
+from tests.helpers import job_pids, process_env
 from tests.integration.dagrun import task_states, xcom
 
 pytestmark = pytest.mark.integration
@@ -88,8 +88,9 @@ def test_mwms_trains_across_two_ssh_hosts(airflow_db, ssh_hosts, capfd):
     assert run.state == "success", output[-5000:]
 
     # TF_CONFIG names the two hosts' own addresses (namespace IPs), one worker each.
-    nodes = xcom(dag.dag_id, run.run_id, "train.plan")
-    configs = [json.loads(node["ranks"][0]["env"]["TF_CONFIG"]) for node in nodes]
+    plan = xcom(dag.dag_id, run.run_id, "train.plan", key=PLAN_XCOM_KEY)
+    nodes = plan["nodes"]
+    configs = [json.loads(process_env(plan, i)["TF_CONFIG"]) for i in range(len(nodes))]
     workers = configs[0]["cluster"]["worker"]
     assert [w.rsplit(":", 1)[0] for w in workers] == ssh_hosts.addresses[:2]
     assert [c["task"] for c in configs] == [{"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
@@ -118,7 +119,8 @@ def test_parameter_server_training_across_two_ssh_hosts(airflow_db, ssh_hosts, c
     output = capfd.readouterr().out
     assert run.state == "success", output[-5000:]
     plan = xcom(dag.dag_id, run.run_id, "train.plan", key=PLAN_XCOM_KEY)
-    cluster = json.loads(plan["nodes"][0]["ranks"][0]["env"]["TF_CONFIG"])["cluster"]
+    cluster = plan["cluster"]["tf_cluster"]  # stated once per job
+    assert json.loads(process_env(plan, 0)["TF_CONFIG"])["cluster"] == cluster
     hosts = {address.rsplit(":", 1)[0] for addresses in cluster.values() for address in addresses}
     assert hosts == set(ssh_hosts.addresses[:2]) and set(cluster) == {"chief", "worker", "ps"}
     results = xcom(dag.dag_id, run.run_id, "train.wait")
@@ -137,7 +139,7 @@ def test_horovod_gloo_across_two_ssh_hosts(airflow_db, ssh_hosts, capfd):
     output = capfd.readouterr().out
     assert run.state == "success", output[-5000:]
     plan = xcom(dag.dag_id, run.run_id, "train.plan", key=PLAN_XCOM_KEY)
-    rank_env = plan["nodes"][1]["ranks"][0]["env"]
+    rank_env = process_env(plan, 1)
     assert rank_env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] == ssh_hosts.addresses[0]  # node 0's host
     assert sorted(re.findall(r"horovod rank (\d) of 2", output)) == ["0", "1"]
     checksums = re.findall(r"final weights checksum ([0-9a-f]{16})", output)
@@ -186,7 +188,7 @@ def test_stop_job_mid_training_leaves_no_process(ssh_hosts, cleanup, dirs_left):
     plan = plan_job(backend, LONG_TRAIN)
     job_id, job_dir = plan.job_id, os.path.join(ssh_hosts.remote_root, plan.job_id)
     try:
-        handles = [backend.start(job_id, node.to_json(), plan.source_directory) for node in plan.nodes]
+        handles = [backend.start(plan.launch(i), plan.source_directory) for i in range(len(plan.nodes))]
         assert [h["host"] for h in handles] == ssh_hosts.addresses[:2]
         for h in handles:
             wait_until(lambda h=h: "step 1" in read(os.path.join(h["node_dir"], "node.log")), what="training steps")
@@ -202,7 +204,7 @@ def test_stop_job_mid_training_leaves_no_process(ssh_hosts, cleanup, dirs_left):
         more, offset2 = backend.read_log(handles[0], offset)
         assert offset2 >= offset and (more == "" or more.endswith("\n"))
         assert backend.read_tail(handles[1], 1)[0].startswith("[node 1 rank 1] worker 1: step")
-        assert json.loads(backend.read_file(handles[1], "node.json"))["node_index"] == 1
+        assert json.loads(backend.read_file(handles[1], "node.json"))["node"]["node_index"] == 1
         assert backend.read_file(handles[1], "no-such-file") is None
 
         started = time.monotonic()
@@ -231,7 +233,7 @@ def test_shared_host_runs_nodes_round_robin(ssh_hosts):
     plan = plan_job(backend, LONG_TRAIN, script_params={"--seconds": 1})
     try:
         assert [n.host for n in plan.nodes] == [ssh_hosts.addresses[1]] * 2
-        handles = [backend.start(plan.job_id, node.to_json(), plan.source_directory) for node in plan.nodes]
+        handles = [backend.start(plan.launch(i), plan.source_directory) for i in range(len(plan.nodes))]
         states = [wait_until(lambda h=h: (s := backend.poll(h)) and not s["running"] and s, what="node end")
                   for h in handles]
         assert [s["exit_code"] for s in states] == [0, 0]
@@ -245,7 +247,7 @@ def test_shared_host_runs_nodes_round_robin(ssh_hosts):
 def test_a_port_taken_since_planning_stops_the_launch(ssh_hosts):
     backend = make_backend(ssh_hosts)
     plan = plan_job(backend, LONG_TRAIN)
-    port = int(json.loads(plan.nodes[0].ranks[0].env["TF_CONFIG"])["cluster"]["worker"][0].rsplit(":", 1)[1])
+    port = plan.nodes[0].ports[0]
     holder = subprocess.Popen(
         ["ip", "netns", "exec", ssh_hosts.namespaces[0], sys.executable, "-c",
          f"import socket, time; s = socket.socket(); s.bind(('', {port})); s.listen(); print('ok', flush=True); time.sleep(60)"],
@@ -255,7 +257,7 @@ def test_a_port_taken_since_planning_stops_the_launch(ssh_hosts):
         assert holder.stdout.readline().strip() == "ok"
         with pytest.raises(SSHBackendError, match=rf"node 0: port\(s\) \[{port}\] planned for it are already in use on "
                                                   rf"'{ssh_hosts.conn_id(0)}' \({ssh_hosts.addresses[0]}:22\)"):
-            backend.start(plan.job_id, plan.nodes[0].to_json(), plan.source_directory)
+            backend.start(plan.launch(0), plan.source_directory)
         assert job_pids(plan.job_id) == []
     finally:
         holder.kill()
@@ -292,7 +294,7 @@ def test_a_host_without_the_python_fails_preflight(ssh_hosts):
     backend = make_backend(ssh_hosts, python="/nonexistent/bin/python3")
     try:
         with pytest.raises(SSHBackendError, match=r"(?s)pre-flight failed for 2 of 2 host\(s\), no node was started.*"
-                                                  r"ssh_ops preflight failed \(exit 127\).*/nonexistent/bin/python3"):
+                                                  r"node_ops preflight failed \(exit 127\).*/nonexistent/bin/python3"):
             backend.hosts(2)
     finally:
         backend.close()

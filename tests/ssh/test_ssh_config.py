@@ -13,11 +13,11 @@ import sys
 
 import pytest
 
-from airflow_tf.backends import ssh_ops
+from airflow_tf.runtime import node_ops
 from airflow_tf.backends.base import Backend
-from airflow_tf.backends.ssh import SSHBackend, planned_ports
+from airflow_tf.backends.ssh import SSHBackend
 from airflow_tf.cluster.errors import SpecError
-from airflow_tf.cluster.plan import plan_tensorflow_job
+from airflow_tf.cluster.tensorflow import plan_tensorflow_job
 from airflow_tf.cluster.spec import TrainingSpec
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqHK9uGnlCPM8zWU/OkbO4JuD3adIvUURKow9w6cFVQ"  # any valid key
@@ -96,12 +96,12 @@ def test_explicit_opt_out_is_honoured(monkeypatch):
     define(monkeypatch, "n0", no_host_key_check="true")
     backend = SSHBackend(["n0"], preflight=False)
     assert backend.hosts(1) == ["10.231.250.2"]
-    assert backend._hook("n0").no_host_key_check is True
+    assert backend.host("n0").hook.no_host_key_check is True
 
 
 def test_a_pinned_key_turns_the_check_on(monkeypatch):
     define(monkeypatch, "n0", host_key=HOST_KEY, no_host_key_check="false")
-    hook = SSHBackend(["n0"], preflight=False)._hook("n0")
+    hook = SSHBackend(["n0"], preflight=False).host("n0").hook
     assert hook.no_host_key_check is False and hook.host_key.get_name() == "ssh-ed25519"
 
 
@@ -109,7 +109,7 @@ def test_known_hosts_extra_pins_the_key(monkeypatch, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text(f"10.231.250.2 {HOST_KEY}\n")
     define(monkeypatch, "n0", known_hosts=str(known))
-    hook = SSHBackend(["n0"], preflight=False)._hook("n0")
+    hook = SSHBackend(["n0"], preflight=False).host("n0").hook
     assert hook.host_key is not None and hook.host_key.get_base64() == HOST_KEY.split()[1]
     define(monkeypatch, "n1", host="10.231.251.2", known_hosts=str(known))
     with pytest.raises(SpecError, match="known_hosts file .* has no key for this host"):
@@ -122,12 +122,12 @@ def test_non_ssh_connection_is_refused(monkeypatch):
         SSHBackend(["pg"], preflight=False).hosts(1)
 
 
-def test_planned_ports_are_the_nodes_own_tf_config_ports(tmp_path):
+def test_planned_ports_are_the_nodes_own_ports_as_plan_fields(tmp_path):
     (tmp_path / "train.py").write_text("")
     spec = TrainingSpec(source_directory=str(tmp_path), entry_script="train.py", node_count=2, process_count_per_node=2)
     plan = plan_tensorflow_job(spec, job_id="j", hosts=["10.0.0.1", "10.0.0.2"],
                                free_ports={"10.0.0.1": [5001, 5002], "10.0.0.2": [6001, 6002]})
-    assert [planned_ports(node.to_json()) for node in plan.nodes] == [[5001, 5002], [6001, 6002]]
+    assert [node.ports for node in plan.nodes] == [[5001, 5002], [6001, 6002]]
 
 
 def test_ops_never_touch_paths_outside_the_root(tmp_path):
@@ -135,13 +135,13 @@ def test_ops_never_touch_paths_outside_the_root(tmp_path):
     (root / "job" / "node-0").mkdir(parents=True)
     (root / "job" / "outputs").mkdir()
     (root / "job" / "outputs" / "model.keras").write_text("weights")
-    with pytest.raises(ValueError, match="is not inside the remote root"):
-        ssh_ops.prepare(str(root), str(tmp_path / "elsewhere"), [])
-    with pytest.raises(ValueError, match="is not inside the remote root"):
-        ssh_ops.cleanup(str(root), str(root), [])
-    with pytest.raises(ValueError, match="is not inside the remote root"):
-        ssh_ops.cleanup(str(root), str(root / "job"), [str(root / "job" / ".." / "..")])
-    assert ssh_ops.cleanup(str(root), str(root / "job"), [str(root / "job" / "node-0")]) == {"job_dir_left": True}
+    with pytest.raises(ValueError, match="is not inside"):
+        node_ops.prepare(str(root), str(tmp_path / "elsewhere"), [])
+    with pytest.raises(ValueError, match="is not inside"):
+        node_ops.cleanup(str(root), str(root), [])
+    with pytest.raises(ValueError, match="is not inside"):
+        node_ops.cleanup(str(root), str(root / "job"), [str(root / "job" / ".." / "..")])
+    assert node_ops.cleanup(str(root), str(root / "job"), [str(root / "job" / "node-0")]) == {"job_dir_left": True}
     assert sorted(os.listdir(root / "job")) == ["outputs"]  # the model stays
 
 

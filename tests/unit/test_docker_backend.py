@@ -15,13 +15,14 @@ import types
 import pytest
 
 from airflow_tf.backends.base import Backend
-from airflow_tf.backends.docker import DockerBackend, _url_from_connection
-from airflow_tf.backends.docker_gpus import gpu_devices, wants_gpu
+from airflow_tf.backends.docker import DockerBackend
+from airflow_tf.backends.docker_daemons import url_from_connection as _url_from_connection
+from airflow_tf.backends.docker_gpus import gpu_devices
 from airflow_tf.backends.docker_logs import LogCursor, parse_timestamp, split_timestamped, take_lines
 from airflow_tf.cluster.errors import SpecError
-from airflow_tf.cluster.parameter_server import plan_parameter_server_job
-from airflow_tf.cluster.plan import plan_tensorflow_job
-from airflow_tf.cluster.spec import ParameterServerSpec, TrainingSpec
+from airflow_tf.cluster.parameter_server import ParameterServerSpec, plan_parameter_server_job
+from airflow_tf.cluster.spec import TrainingSpec
+from airflow_tf.cluster.tensorflow import plan_tensorflow_job
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOCK = "unix:///var/run/docker.sock"
@@ -143,17 +144,18 @@ def test_connection_without_host_is_an_error():
 
 
 # -- GPUs ---------------------------------------------------------------------------------------
-def tf_nodes(node_count: int, per_node: int = 1, use_gpu: bool = True, hosts=None) -> list[dict]:
+def tf_nodes(node_count: int, per_node: int = 1, use_gpu: bool = True, hosts=None) -> list:
     spec = TrainingSpec(source_directory=REPO, entry_script="README.md", node_count=node_count,
                         process_count_per_node=per_node, use_gpu=use_gpu)
     plan = plan_tensorflow_job(spec, job_id="j", hosts=hosts or [f"h{i}" for i in range(node_count)])
-    return [node.to_json() for node in plan.nodes]
+    return plan.nodes
 
 
 def test_gpus_are_wanted_exactly_when_use_gpu():
-    assert not wants_gpu(tf_nodes(2, use_gpu=False)[0])
-    assert wants_gpu(tf_nodes(2, use_gpu=True)[0])
-    assert wants_gpu(tf_nodes(1, per_node=2, use_gpu=True)[0])
+    # The plan says how many GPUs a node needs; no backend reads CUDA_VISIBLE_DEVICES.
+    assert tf_nodes(2, use_gpu=False)[0].gpus == 0
+    assert tf_nodes(2, use_gpu=True)[0].gpus == 1
+    assert tf_nodes(1, per_node=2, use_gpu=True)[0].gpus == 2
 
 
 def test_one_node_per_daemon_gets_all_its_gpus():
@@ -181,7 +183,7 @@ def test_gpu_split_errors_name_the_setting():
 def test_parameter_server_nodes_sharing_a_daemon_split_by_the_plans_node_count():
     spec = ParameterServerSpec(source_directory=REPO, entry_script="README.md", node_count=3, worker_count=2,
                                parameter_server_count=1, use_gpu=True)
-    nodes = [n.to_json() for n in plan_parameter_server_job(spec, job_id="j", hosts=["a", "b", "c"]).nodes]
+    nodes = plan_parameter_server_job(spec, job_id="j", hosts=["a", "b", "c"]).nodes
     assert gpu_devices(nodes[0], daemon_count=3, gpus_per_host=None, daemon="d") is None
     # nodes 0 and 2 share daemon 0 of 2: the plan's node_count lets the backend split its GPUs
     first, third = (gpu_devices(nodes[i], daemon_count=2, gpus_per_host=4, daemon="d") for i in (0, 2))
@@ -236,3 +238,14 @@ def test_cursor_forgets_lines_older_than_the_overlap():
     for second in range(10):
         _, cursor = take_lines(ts(second) + b" x\n", cursor.offset, cursor)
     assert {key[0] for key in cursor.recent} == {parse_timestamp(ts(s)) for s in (7, 8, 9)}
+
+
+def test_a_missing_provider_names_the_extra_at_parse_time(monkeypatch):
+    from airflow_tf import SSHBackend, extras
+
+    real = extras.available
+    monkeypatch.setattr(extras, "available", lambda module: not module.startswith("airflow.providers.") and real(module))
+    with pytest.raises(SpecError, match=r'DockerBackend needs .*pip install "airflow-tf\[docker\]"'):
+        DockerBackend(image=IMAGE, docker_urls=[SOCK])
+    with pytest.raises(SpecError, match=r'SSHBackend needs .*pip install "airflow-tf\[ssh\]"'):
+        SSHBackend(["a"])

@@ -44,29 +44,30 @@ class Node:
         self.node_dir = self.job_dir / "node-0"
         self.node_dir.mkdir(parents=True)
         self.log_path = self.node_dir / "node.log"
+        # node.json is a NodeLaunch: the node's plan, the job's cluster, the user's environment.
+        addresses = [f"127.0.0.1:{23000 + r}" for r in range(ranks)]
         self.spec = {
-            "job_id": self.job_id,
-            "node_index": 0,
-            "host": "127.0.0.1",
-            "script": "train.py",
-            "script_args": list(script_args or []),
-            "env": {"PYTHONUNBUFFERED": "1", "COMMON_VAR": "common"},
-            "ranks": [
-                {
-                    "rank": r,
-                    "local_rank": r,
-                    "label": f"node 0 rank {r}",
-                    "env": {
-                        "AIRFLOW_TF_JOB_ID": self.job_id,
-                        "AIRFLOW_TF_NODE_INDEX": "0",
-                        "AIRFLOW_TF_RANK": str(r),
-                        "AIRFLOW_TF_LOCAL_RANK": str(r),
-                        "AIRFLOW_TF_WORLD_SIZE": str(ranks),
-                        "PER_RANK_VAR": f"value-{r}",
-                    },
-                }
-                for r in range(ranks)
-            ],
+            "node": {
+                "job_id": self.job_id,
+                "node_index": 0,
+                "node_count": 1,
+                "host": "127.0.0.1",
+                "script": "train.py",
+                "script_args": list(script_args or []),
+                "env": {"PYTHONUNBUFFERED": "1"},
+                "processes": [
+                    {
+                        "label": f"node 0 rank {r}", "kind": "rank", "rank": r, "local_rank": r,
+                        "role": "worker", "task_index": r, "port": 23000 + r, "gpus": f"gpu-{r}",
+                        "command": None, "daemon": False, "max_restarts": 0,
+                    }
+                    for r in range(ranks)
+                ],
+                "pip_packages": [],
+                "gpus": 0,
+            },
+            "cluster": {"world_size": ranks, "tf_cluster": {"worker": addresses}, "horovod": None},
+            "environment": {"COMMON_VAR": "common"},
         }
         (self.node_dir / "node.json").write_text(json.dumps(self.spec))
         self.grace = grace
@@ -150,7 +151,7 @@ def test_ranks_output_is_prefixed_and_each_rank_gets_its_env_and_argv(make_node)
             print(f"rank={rank} line {i}")
         print(f"rank={rank} stderr line", file=sys.stderr, flush=True)
         keys = ["AIRFLOW_TF_RANK", "AIRFLOW_TF_LOCAL_RANK", "AIRFLOW_TF_NODE_DIR", "AIRFLOW_TF_OUTPUT_DIR",
-                "PER_RANK_VAR", "COMMON_VAR"]
+                "CUDA_VISIBLE_DEVICES", "TF_CONFIG", "COMMON_VAR"]
         info = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": {k: os.environ.get(k) for k in keys}}
         print(f"rank={rank} INFO " + json.dumps(info))
         sys.stdout.write(f"rank={rank} last line without newline")
@@ -186,7 +187,11 @@ def test_ranks_output_is_prefixed_and_each_rank_gets_its_env_and_argv(make_node)
         assert info["cwd"] == str(node.src)
         assert info["env"]["AIRFLOW_TF_RANK"] == rank
         assert info["env"]["AIRFLOW_TF_LOCAL_RANK"] == rank
-        assert info["env"]["PER_RANK_VAR"] == f"value-{rank}"
+        assert info["env"]["CUDA_VISIBLE_DEVICES"] == f"gpu-{rank}"  # the process's own field
+        assert json.loads(info["env"]["TF_CONFIG"]) == {  # built on the node from the one cluster
+            "cluster": {"worker": [f"127.0.0.1:{23000 + r}" for r in range(2)]},
+            "task": {"type": "worker", "index": int(rank)},
+        }
         assert info["env"]["COMMON_VAR"] == "common"
         assert info["env"]["AIRFLOW_TF_NODE_DIR"] == str(node.node_dir)
         assert info["env"]["AIRFLOW_TF_OUTPUT_DIR"] == str(node.job_dir / "outputs")

@@ -2,7 +2,7 @@
 
 Every test uses its own job id and stops its jobs in the fixture's teardown, so a failing test
 leaves no process behind. Leftovers are checked with tests/helpers.job_pids, which is independent
-of airflow_tf.backends.processes.
+of airflow_tf.runtime.procfs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from airflow_tf.backends.base import Backend
 from airflow_tf.backends.local import LocalBackend, safe_job_id
-from airflow_tf.cluster.plan import plan_tensorflow_job
+from airflow_tf.cluster.tensorflow import plan_tensorflow_job
 from airflow_tf.cluster.spec import TrainingSpec
 from tests.helpers import job_pids, pid_gone, wait_until
 
@@ -41,6 +41,7 @@ class Jobs:
         self.backend = backend
         self.tmp_path = tmp_path
         self.started: dict[str, int] = {}  # job id -> node count
+        self.envs: dict[str, dict] = {}  # job id -> the user's environment values (not in the plan)
 
     def plan(self, script: str, *, nodes: int = 1, per_node: int = 1, script_params=None, env=None):
         job_id = f"lb-{uuid.uuid4().hex[:12]}"
@@ -54,13 +55,17 @@ class Jobs:
         hosts = self.backend.hosts(nodes)
         free = {hosts[0]: self.backend.free_ports(hosts[0], nodes * per_node)}
         self.started[job_id] = nodes
+        self.envs[job_id] = dict(env or {})
         return plan_tensorflow_job(spec, job_id=job_id, hosts=hosts, free_ports=free)
 
     def start(self, script: str, **kwargs):
         """Plan and start every node; returns (job_id, handles)."""
         plan = self.plan(script, **kwargs)
-        handles = [self.backend.start(plan.job_id, node.to_json(), plan.source_directory) for node in plan.nodes]
+        handles = [self.launch(plan, i) for i in range(len(plan.nodes))]
         return plan.job_id, handles
+
+    def launch(self, plan, node_index: int):
+        return self.backend.start(plan.launch(node_index, self.envs.get(plan.job_id)), plan.source_directory)
 
     def cleanup(self) -> None:
         for job_id, nodes in self.started.items():
@@ -188,7 +193,7 @@ def test_start_poll_exit_code_and_read_file(backend, jobs):
     assert isinstance(state["ended_at"], float)
     assert backend.read_file(handle, "exit_code") == "0\n"
     assert backend.read_file(handle, "metrics.jsonl") == '{"loss": 0.5}\n'
-    assert json.loads(backend.read_file(handle, "node.json"))["job_id"] == job_id
+    assert json.loads(backend.read_file(handle, "node.json"))["node"]["job_id"] == job_id
     assert backend.read_file(handle, "no-such-file") is None
     for bad in ("../node-0/exit_code", "sub/file", ".hidden", ".."):
         with pytest.raises(ValueError):
@@ -412,7 +417,7 @@ def test_stop_job_finds_nodes_without_handles(backend, jobs):
         nodes=3,
     )
     # nodes 0 and 1 start; node 2 never does (as after a launch task that failed half-way)
-    handles = [backend.start(plan.job_id, node.to_json(), plan.source_directory) for node in plan.nodes[:2]]
+    handles = [jobs.launch(plan, i) for i in range(2)]
     assert wait_ended(backend, handles[0])["exit_code"] == 0
     wait_for_log(handles[1], "ready pid")
 
@@ -434,12 +439,11 @@ def test_stop_job_of_an_unknown_job_is_a_noop(backend):
 
 def test_retried_start_stops_the_previous_process_first(backend, jobs):
     plan = jobs.plan(SLEEPER)
-    node = plan.nodes[0].to_json()
-    first = backend.start(plan.job_id, node, plan.source_directory)
+    first = jobs.launch(plan, 0)
     log = wait_for_log(first, "ready pid")
     first_rank = int(re.search(r"ready pid (\d+)", log).group(1))
 
-    second = backend.start(plan.job_id, node, plan.source_directory)
+    second = jobs.launch(plan, 0)
     assert second["pid"] != first["pid"]
     assert second["node_dir"] == first["node_dir"]
     # the first try's launcher and rank were stopped before the directory was reused
@@ -471,3 +475,18 @@ def test_poll_reports_a_lost_node(backend, jobs):
     # its orphaned rank still carries the job id: stop_job finds and kills it
     backend.stop_job(job_id, 1, grace_s=1)
     no_job_pids(job_id)
+
+
+def test_user_environment_reaches_ranks_from_a_private_node_file_not_the_plan(backend, jobs):
+    marker = f"marker-{uuid.uuid4().hex}"
+    plan = jobs.plan("import os\nprint('GOT', os.environ['MY_TOKEN'], flush=True)\n", env={"MY_TOKEN": marker})
+    assert marker not in json.dumps(plan.to_json())  # the plan (the XCom) names the variable only
+    assert plan.environment_names == ["MY_TOKEN"]
+    handle = jobs.launch(plan, 0)
+    assert wait_ended(backend, handle)["exit_code"] == 0, full_log(handle)
+    assert f"GOT {marker}" in full_log(handle)
+    node_dir = backend.node_dir(plan.job_id, 0)
+    assert os.stat(os.path.join(node_dir, "node.json")).st_mode & 0o777 == 0o600
+    assert os.stat(node_dir).st_mode & 0o777 == 0o700
+    assert os.stat(backend.job_dir(plan.job_id)).st_mode & 0o777 == 0o700
+    backend.stop_job(plan.job_id, 1, grace_s=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from hypothesis import strategies as st
 
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.outcome import FAILED, RUNNING, SUCCESS, decide
-from airflow_tf.cluster.plan import MULTI_WORKER_MIRRORED, SINGLE, plan_tensorflow_job
+from airflow_tf.cluster.plan import JobPlan, ProcessKind, Role, Strategy, SuccessRule
 from airflow_tf.cluster.ports import DEFAULT_BASE_PORT, assign_ports
 from airflow_tf.cluster.spec import TrainingSpec
+from airflow_tf.cluster.tensorflow import plan_tensorflow_job
 
 # A small pool, so generated host lists often repeat a host (several nodes on one machine).
 HOST_POOL = ["127.0.0.1", "10.0.0.1", "10.0.0.2", "node-a", "node-b.example.com", "localhost"]
@@ -60,52 +62,67 @@ def make_plan(source_dir, node_count, per_node, hosts, use_gpu, free_ports):
 
 def check_plan_invariants(plan, node_count, per_node, hosts, use_gpu, free_ports):
     world_size = node_count * per_node
-    assert plan.world_size == world_size
-    assert plan.strategy == (SINGLE if world_size == 1 else MULTI_WORKER_MIRRORED)
+    assert plan.world_size == plan.cluster.world_size == world_size
+    assert plan.strategy == (Strategy.SINGLE if world_size == 1 else Strategy.MULTI_WORKER_MIRRORED)
+    assert plan.success_rule == SuccessRule.ALL_RANKS_ZERO
+    assert plan.cluster.horovod is None
+    assert plan.environment_names == []
     assert [node.node_index for node in plan.nodes] == list(range(node_count))
     assert [node.host for node in plan.nodes] == list(hosts)
 
-    ranks = [(node, rank) for node in plan.nodes for rank in node.ranks]
+    processes = [(node, process) for node in plan.nodes for process in node.processes]
+    envs = [plan.env_of(node, process) for node, process in processes]
     # Exactly one rank per global index 0..world_size-1.
-    assert sorted(rank.rank for _, rank in ranks) == list(range(world_size))
-    for node, rank in ranks:
-        assert len(node.ranks) == per_node
-        assert rank.rank == node.node_index * per_node + rank.local_rank
-        assert 0 <= rank.local_rank < per_node
-        env = rank.env
-        assert env["AIRFLOW_TF_RANK"] == str(rank.rank)
-        assert env["AIRFLOW_TF_LOCAL_RANK"] == str(rank.local_rank)
+    assert sorted(process.rank for _, process in processes) == list(range(world_size))
+    for (node, process), env in zip(processes, envs):
+        assert len(node.processes) == per_node
+        assert node.env == {"PYTHONUNBUFFERED": "1"}
+        assert node.gpus == (per_node if use_gpu else 0)
+        assert node.ports == sorted(p.port for p in node.processes if p.port is not None)
+        assert process.kind == ProcessKind.RANK
+        assert process.rank == node.node_index * per_node + process.local_rank
+        assert 0 <= process.local_rank < per_node
+        assert env["AIRFLOW_TF_RANK"] == str(process.rank)
+        assert env["AIRFLOW_TF_LOCAL_RANK"] == str(process.local_rank)
         assert env["AIRFLOW_TF_NODE_INDEX"] == str(node.node_index)
+        assert env["AIRFLOW_TF_NODE_COUNT"] == str(node_count)
         assert env["AIRFLOW_TF_WORLD_SIZE"] == str(world_size)
         if not use_gpu:
-            assert env["CUDA_VISIBLE_DEVICES"] == ""
+            assert env["CUDA_VISIBLE_DEVICES"] == process.gpus == ""
         elif per_node > 1:
-            assert env["CUDA_VISIBLE_DEVICES"] == str(rank.local_rank)
+            assert env["CUDA_VISIBLE_DEVICES"] == process.gpus == str(process.local_rank)
         else:
-            assert "CUDA_VISIBLE_DEVICES" not in env
+            assert "CUDA_VISIBLE_DEVICES" not in env and process.gpus is None
 
     # Exactly one chief, and it is rank 0.
-    chiefs = [rank.rank for _, rank in ranks if rank.env["AIRFLOW_TF_IS_CHIEF"] == "1"]
+    chiefs = [process.rank for (_, process), env in zip(processes, envs) if env["AIRFLOW_TF_IS_CHIEF"] == "1"]
     assert chiefs == [0]
-    assert all(rank.env["AIRFLOW_TF_IS_CHIEF"] in ("0", "1") for _, rank in ranks)
+    assert all(env["AIRFLOW_TF_IS_CHIEF"] in ("0", "1") for env in envs)
 
     if world_size == 1:
-        assert all("TF_CONFIG" not in rank.env for _, rank in ranks)
+        # One process: no cluster, no port, no role, no TF_CONFIG.
+        assert plan.cluster.tf_cluster is None
+        assert all("TF_CONFIG" not in env and "AIRFLOW_TF_ROLE" not in env for env in envs)
+        assert all((p.role, p.task_index, p.port) == (None, None, None) for _, p in processes)
         return
 
-    configs = [(node, rank, json.loads(rank.env["TF_CONFIG"])) for node, rank in ranks]
+    configs = [(node, process, json.loads(env["TF_CONFIG"])) for (node, process), env in zip(processes, envs)]
     cluster = configs[0][2]["cluster"]
+    assert cluster == plan.cluster.tf_cluster  # stated once in the plan, the same in every TF_CONFIG
     assert set(cluster) == {"worker"}
     workers = cluster["worker"]
     assert len(workers) == world_size
     # Unique host:port pairs among all workers.
     assert len(set(workers)) == world_size
-    for node, rank, config in configs:
+    for (node, process, config), env in zip(configs, envs):
         assert set(config) == {"cluster", "task"}
         assert config["cluster"] == cluster  # identical across ranks
-        assert config["task"] == {"type": "worker", "index": rank.rank}
-        host, port = workers[rank.rank].rsplit(":", 1)
+        assert config["task"] == {"type": "worker", "index": process.rank}
+        assert (process.role, process.task_index) == (Role.WORKER, process.rank)
+        assert env["AIRFLOW_TF_ROLE"] == "worker"
+        host, port = workers[process.rank].rsplit(":", 1)
         assert host == node.host  # a rank listens on its own node's host
+        assert int(port) == process.port
         assert 1 <= int(port) <= 65535
         if free_ports is not None:
             assert int(port) in free_ports[host]
@@ -119,9 +136,8 @@ def test_plan_invariants_default_ports(source_dir, shape):
     check_plan_invariants(plan, node_count, per_node, hosts, use_gpu, free_ports)
     # Default ports: the k-th task on a host gets base + k.
     if plan.world_size > 1:
-        workers = json.loads(plan.nodes[0].ranks[0].env["TF_CONFIG"])["cluster"]["worker"]
         per_host = Counter()
-        for address in workers:
+        for address in plan.cluster.tf_cluster["worker"]:
             host, port = address.rsplit(":", 1)
             assert int(port) == DEFAULT_BASE_PORT + per_host[host]
             per_host[host] += 1
@@ -138,10 +154,12 @@ def test_plan_invariants_free_ports(source_dir, shape):
 @given(job_shapes(with_free_ports=False))
 @PROPERTY_SETTINGS
 def test_plan_json_round_trip(source_dir, shape):
-    from airflow_tf.cluster.plan import JobPlan
-
     plan = make_plan(source_dir, *shape)
-    assert JobPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    again = JobPlan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert again == plan
+    assert [again.env_of(n, p) for n in again.nodes for p in n.processes] == [
+        plan.env_of(n, p) for n in plan.nodes for p in n.processes
+    ]
 
 
 @given(st.integers(1, 6), st.integers(1, 4), st.lists(hosts_st, max_size=8))
@@ -151,6 +169,54 @@ def test_plan_rejects_host_count_mismatch(source_dir, node_count, per_node, host
         hosts = hosts + ["extra-host"]
     with pytest.raises(SpecError, match="node_count"):
         make_plan(source_dir, node_count, per_node, hosts, False, None)
+
+
+@pytest.mark.parametrize("bad_host", ["10.0.0.1:2222", "", "node a", None])
+def test_plan_rejects_malformed_host(source_dir, bad_host):
+    # A host with a port (or blank) would give "h:p:port" worker addresses.
+    with pytest.raises(SpecError, match="host 1 must be a hostname or IPv4 address without port"):
+        make_plan(source_dir, 2, 1, ["10.0.0.1", bad_host], False, None)
+
+
+# Plan size: the cluster is stated once per job, so a plan grows linearly with the ranks.
+
+ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+(?::\d+)?")
+
+
+def big_mwms_plan(source_dir, node_count, per_node=8):
+    hosts = [f"10.{1 + i // 250}.{i % 250 // 10}.{i % 10 + 1}" for i in range(node_count)]
+    assert len(set(hosts)) == node_count
+    return make_plan(source_dir, node_count, per_node, hosts, True, None)
+
+
+def test_plan_json_size_is_linear_in_ranks(source_dir):
+    """2048 MWMS ranks (256 nodes x 8 on 256 hosts): under 2 MB, and no node states the cluster.
+
+    Stating every worker's address in every rank's TF_CONFIG (as plans used to) makes this
+    quadratic: ~2048 x 2048 addresses, well over 40 MB.
+    """
+    plan = big_mwms_plan(source_dir, 256)
+    assert plan.world_size == 2048
+    size = len(json.dumps(plan.to_json()))
+    assert size <= 2 * 1024 * 1024, size
+    # Twice the ranks, about twice the bytes (quadratic growth would give four times).
+    half = len(json.dumps(big_mwms_plan(source_dir, 128).to_json()))
+    assert size <= 2.2 * half, (half, size)
+    # The cluster's addresses appear once in the whole plan: in plan.cluster, not per node or rank.
+    text = json.dumps(plan.to_json())
+    workers = plan.cluster.tf_cluster["worker"]
+    assert len(workers) == 2048
+    assert text.count(f'"{workers[-1]}"') == 1 and text.count(f'"{workers[0]}"') == 1
+    for node in plan.nodes:
+        node_text = json.dumps(node.to_json())
+        # Only its own host, never another node's address or any host:port of the cluster.
+        assert set(ADDRESS.findall(node_text)) == {node.host}, node.node_index
+        assert len(node_text) < 4096, (node.node_index, len(node_text))
+    # The node derives the full TF_CONFIG (all 2048 workers) from the cluster stated once.
+    last = plan.nodes[-1]
+    config = json.loads(plan.env_of(last, last.processes[-1])["TF_CONFIG"])
+    assert config == {"cluster": {"worker": workers}, "task": {"type": "worker", "index": 2047}}
+    assert workers[2047] == f"{last.host}:{DEFAULT_BASE_PORT + 7}"
 
 
 # assign_ports

@@ -1,7 +1,9 @@
-"""Golden tests for plan_parameter_server_job: the exact plan (TF_CONFIG included) for every role layout.
+"""Golden tests for plan_parameter_server_job: the exact plan for every role layout, and the
+exact environment (TF_CONFIG included) each task gets.
 
-The goldens live in tests/goldens/ps_<case>.json, normalised the same way as the
-plan_tensorflow_job goldens (absolute source_directory -> "<SRC>"). Regenerate with
+The goldens live in tests/goldens/ps_<case>.json, in the same form as the
+plan_tensorflow_job goldens: ``{"plan": <plan JSON, source_directory -> "<SRC>">,
+"resolved_env": <label -> JobPlan.env_of(...), derived>}``. Regenerate with
 ``UPDATE_GOLDENS=1 pytest tests/unit/test_ps_planner_golden.py`` and review the diff by eye:
 besides the golden comparison, every case is checked structurally below, so a wrongly
 regenerated golden cannot silently pass.
@@ -15,10 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from airflow_tf.cluster.parameter_server import RUNTIME_SERVER, plan_parameter_server_job
-from airflow_tf.cluster.plan import CHIEF_ZERO, PARAMETER_SERVER, JobPlan
-from airflow_tf.cluster.spec import ParameterServerSpec
-from tests.unit.test_planner_golden import GOLDENS, SRC, UPDATE, normalise
+from airflow_tf.cluster.parameter_server import RUNTIME_SERVER, ParameterServerSpec, plan_parameter_server_job
+from airflow_tf.cluster.plan import JobPlan, ProcessKind, Role, Strategy, SuccessRule
+from tests.unit.test_planner_golden import (
+    GOLDENS,
+    all_processes,
+    check_golden,
+    check_golden_file_is_consistent,
+    normalise,
+    resolved_env,
+)
 
 JOB_ID = "golden-ps-job"
 TWO_HOSTS = ["10.0.0.1", "10.0.0.2"]
@@ -90,49 +98,40 @@ def make_plan(source_dir: Path, case: str) -> JobPlan:
     return plan_parameter_server_job(spec, job_id=JOB_ID, **planner_options)
 
 
-def check_golden(case: str, actual: dict) -> None:
-    path = GOLDENS / f"ps_{case}.json"
-    if UPDATE:
-        GOLDENS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(actual, indent=2, sort_keys=True) + "\n")
-    assert path.exists(), f"missing golden {path}; run with UPDATE_GOLDENS=1 and review it"
-    expected = json.loads(path.read_text())
-    assert actual == expected, f"plan for {case!r} differs from {path.name}; if intended, UPDATE_GOLDENS=1 and review"
-
-
-def all_ranks(plan: JobPlan):
-    return [(node, rank) for node in plan.nodes for rank in node.ranks]
-
-
-def task_of(rank) -> tuple[str, int]:
-    task = json.loads(rank.env["TF_CONFIG"])["task"]
+def task_of(plan: JobPlan, node, process) -> tuple[str, int]:
+    """The (type, index) the task's TF_CONFIG names (what TensorFlow will see)."""
+    task = json.loads(plan.env_of(node, process)["TF_CONFIG"])["task"]
     return task["type"], task["index"]
 
 
 def layout(plan: JobPlan) -> list[list[tuple[str, int]]]:
-    """Per node, the (role, index) of its ranks in local-rank order."""
-    return [[task_of(rank) for rank in node.ranks] for node in plan.nodes]
+    """Per node, the (role, index) of its tasks in local-rank order."""
+    return [[task_of(plan, node, process) for process in node.processes] for node in plan.nodes]
 
 
 def training_cluster(plan: JobPlan) -> dict[str, list[str]]:
-    return json.loads(plan.nodes[0].ranks[0].env["TF_CONFIG"])["cluster"]
+    node = plan.nodes[0]
+    return json.loads(plan.env_of(node, node.processes[0])["TF_CONFIG"])["cluster"]
 
 
-def rank_of(plan: JobPlan, role: str, index: int = 0):
-    [found] = [(node, rank) for node, rank in all_ranks(plan) if task_of(rank) == (role, index)]
+def process_of(plan: JobPlan, role: str, index: int = 0):
+    [found] = [(node, p) for node, p in all_processes(plan) if task_of(plan, node, p) == (role, index)]
     return found
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_plan_matches_golden(source_dir, case):
-    check_golden(case, normalise(make_plan(source_dir, case), source_dir))
+    check_golden(f"ps_{case}", normalise(make_plan(source_dir, case), source_dir))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_plan_json_round_trip(source_dir, case):
     plan = make_plan(source_dir, case)
     assert JobPlan.from_json(plan.to_json()) == plan
-    assert JobPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    again = JobPlan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert again == plan
+    assert resolved_env(again) == resolved_env(plan)
+    assert all(isinstance(p.role, Role) for _, p in all_processes(again))
 
 
 # Structural checks, independent of the golden files, so a wrongly regenerated golden is caught.
@@ -142,24 +141,27 @@ def test_plan_json_round_trip(source_dir, case):
 def test_common_parameter_server_shape(source_dir, case):
     spec_options, planner_options = CASES[case]
     plan = make_plan(source_dir, case)
-    assert plan.strategy == PARAMETER_SERVER
-    assert plan.success_rule == CHIEF_ZERO
+    assert plan.strategy == Strategy.PARAMETER_SERVER
+    assert plan.success_rule == SuccessRule.CHIEF_ZERO
     assert plan.job_id == JOB_ID
+    assert plan.cluster.horovod is None
+    assert plan.environment_names == sorted(spec_options.get("environment_variables", {}))
     assert [node.host for node in plan.nodes] == planner_options["hosts"]
     assert [node.node_index for node in plan.nodes] == list(range(spec_options["node_count"]))
 
-    ranks = all_ranks(plan)
+    processes = all_processes(plan)
     evaluator = spec_options.get("evaluator", False)
     tasks = 1 + spec_options["worker_count"] + spec_options["parameter_server_count"] + evaluator
-    assert plan.world_size == len(ranks) == tasks
-    assert sorted(rank.rank for _, rank in ranks) == list(range(plan.world_size))
+    assert plan.world_size == plan.cluster.world_size == len(processes) == tasks
+    assert sorted(p.rank for _, p in processes) == list(range(plan.world_size))
 
     # Exactly one chief, rank 0 on node 0.
-    chiefs = [(node.node_index, rank.rank, rank.local_rank) for node, rank in ranks if rank.role == "chief"]
+    chiefs = [(node.node_index, p.rank, p.local_rank) for node, p in processes if p.role == Role.CHIEF]
     assert chiefs == [(0, 0, 0)]
-    assert [rank.rank for _, rank in ranks if rank.env["AIRFLOW_TF_IS_CHIEF"] == "1"] == [0]
+    assert [p.rank for node, p in processes if plan.env_of(node, p)["AIRFLOW_TF_IS_CHIEF"] == "1"] == [0]
 
     cluster = training_cluster(plan)
+    assert cluster == plan.cluster.tf_cluster  # stated once in the plan, handed to every task
     assert set(cluster) == {"chief", "worker", "ps"}  # never "evaluator"
     assert len(cluster["chief"]) == 1
     assert len(cluster["worker"]) == spec_options["worker_count"]
@@ -167,27 +169,39 @@ def test_common_parameter_server_shape(source_dir, case):
     addresses = [address for role in cluster.values() for address in role]
     assert len(set(addresses)) == len(addresses)  # host:port unique
 
-    for node, rank in ranks:
-        config = json.loads(rank.env["TF_CONFIG"])
+    for node, process in processes:
+        env = plan.env_of(node, process)
+        config = json.loads(env["TF_CONFIG"])
         assert set(config) == {"cluster", "task"}
         assert config["cluster"] == cluster  # the evaluator gets the training cluster too
-        role, index = task_of(rank)
-        assert role == rank.role == rank.env["AIRFLOW_TF_ROLE"]
-        assert rank.daemon is (role != "chief")
-        assert rank.env["AIRFLOW_TF_NODE_INDEX"] == str(node.node_index)
-        assert rank.env["AIRFLOW_TF_RANK"] == str(rank.rank)
-        assert rank.env["AIRFLOW_TF_LOCAL_RANK"] == str(rank.local_rank)
-        assert rank.env["AIRFLOW_TF_WORLD_SIZE"] == str(plan.world_size)
-        assert rank.rank % len(plan.nodes) == node.node_index  # round-robin placement
+        role, index = task_of(plan, node, process)
+        assert process.kind == ProcessKind.RANK
+        assert (role, index) == (process.role, process.task_index)
+        assert role == env["AIRFLOW_TF_ROLE"]
+        assert process.daemon is (role != "chief")
+        assert env["PYTHONUNBUFFERED"] == "1"
+        assert env["AIRFLOW_TF_JOB_ID"] == JOB_ID
+        assert env["AIRFLOW_TF_NODE_INDEX"] == str(node.node_index)
+        assert env["AIRFLOW_TF_NODE_COUNT"] == str(len(plan.nodes))
+        assert env["AIRFLOW_TF_RANK"] == str(process.rank)
+        assert env["AIRFLOW_TF_LOCAL_RANK"] == str(process.local_rank)
+        assert env["AIRFLOW_TF_WORLD_SIZE"] == str(plan.world_size)
+        for name in plan.environment_names:
+            assert name not in env  # user values come with the launch, not from the plan
+        assert process.rank % len(plan.nodes) == node.node_index  # round-robin placement
         if role == "evaluator":
+            # Not a member of the training cluster: it listens on nothing.
             assert config["task"] == {"type": "evaluator", "index": 0}
+            assert process.port is None
         else:
-            assert cluster[role][index].rsplit(":", 1)[0] == node.host
+            assert cluster[role][index] == f"{node.host}:{process.port}"
         who = "chief" if role == "chief" else f"{role} {index}"
-        assert rank.label == f"node {node.node_index} {who}"
+        assert process.label == f"node {node.node_index} {who}"
     for node in plan.nodes:
-        assert [rank.local_rank for rank in node.ranks] == list(range(len(node.ranks)))
+        assert [p.local_rank for p in node.processes] == list(range(len(node.processes)))
         assert node.script == "train.py"
+        assert node.env == {"PYTHONUNBUFFERED": "1"}  # plan-owned only, never the user's values
+        assert node.ports == sorted(p.port for p in node.processes if p.role != Role.EVALUATOR)
 
 
 def test_seed_example_layout_and_addresses(source_dir):
@@ -198,14 +212,17 @@ def test_seed_example_layout_and_addresses(source_dir):
         "ps": ["10.0.0.2:23456"],
         "worker": ["10.0.0.1:23457", "10.0.0.2:23457"],
     }
-    for node, rank in all_ranks(plan):
+    assert [node.ports for node in plan.nodes] == [[23456, 23457], [23456, 23457]]
+    assert plan.environment_names == ["MY_SETTING"]
+    assert '"on"' not in json.dumps(plan.to_json())
+    for node, process in all_processes(plan):
         assert node.script_args == ["--epochs", "3", "--verbose"]
-        assert node.env == {"PYTHONUNBUFFERED": "1", "MY_SETTING": "on"}
-        assert rank.command is None  # server_mode="script": every task runs the entry script
-        assert rank.max_restarts == 0
-        assert rank.env["CUDA_VISIBLE_DEVICES"] == ""
+        assert node.gpus == 0
+        assert process.command is None  # server_mode="script": every task runs the entry script
+        assert process.max_restarts == 0
+        assert plan.env_of(node, process)["CUDA_VISIBLE_DEVICES"] == ""
     # The exact string matters: same cluster, byte-identical TF_CONFIG.
-    assert rank_of(plan, "ps")[1].env["TF_CONFIG"] == (
+    assert plan.env_of(*process_of(plan, "ps"))["TF_CONFIG"] == (
         '{"cluster":{"chief":["10.0.0.1:23456"],"ps":["10.0.0.2:23456"],'
         '"worker":["10.0.0.1:23457","10.0.0.2:23457"]},"task":{"index":0,"type":"ps"}}'
     )
@@ -214,12 +231,15 @@ def test_seed_example_layout_and_addresses(source_dir):
 def test_one_node_takes_free_ports_in_task_order(source_dir):
     plan = make_plan(source_dir, "one_node_all_roles_free_ports")
     assert layout(plan) == [[("chief", 0), ("ps", 0), ("worker", 0), ("worker", 1), ("evaluator", 0)]]
-    # chief, ps, workers take 6001..6004; the evaluator takes 6005 without being listed; 6006 unused.
+    # chief, ps, workers take 6001..6004; the evaluator is not in the cluster and takes no port;
+    # 6005 and 6006 stay unused.
     assert training_cluster(plan) == {
         "chief": ["127.0.0.1:6001"],
         "ps": ["127.0.0.1:6002"],
         "worker": ["127.0.0.1:6003", "127.0.0.1:6004"],
     }
+    assert [p.port for p in plan.nodes[0].processes] == [6001, 6002, 6003, 6004, None]
+    assert plan.nodes[0].ports == [6001, 6002, 6003, 6004]
 
 
 def test_three_nodes_evaluator_placement(source_dir):
@@ -234,11 +254,13 @@ def test_three_nodes_evaluator_placement(source_dir):
         "ps": ["10.0.0.2:23456", "10.0.0.3:23456"],
         "worker": ["10.0.0.1:23457", "10.0.0.2:23457", "10.0.0.3:23457"],
     }
-    node, evaluator = rank_of(plan, "evaluator")
+    assert [node.ports for node in plan.nodes] == [[23456, 23457]] * 3
+    node, evaluator = process_of(plan, "evaluator")
     assert node.node_index == 0 and evaluator.local_rank == 2 and evaluator.rank == 6
+    assert (evaluator.role, evaluator.task_index, evaluator.port) == (Role.EVALUATOR, 0, None)
     assert evaluator.daemon is True
     assert evaluator.command is None  # no evaluator_script: the entry script, told it is the evaluator
-    assert json.loads(evaluator.env["TF_CONFIG"]) == {
+    assert json.loads(plan.env_of(node, evaluator)["TF_CONFIG"]) == {
         "cluster": training_cluster(plan),
         "task": {"type": "evaluator", "index": 0},
     }
@@ -246,7 +268,7 @@ def test_three_nodes_evaluator_placement(source_dir):
 
 def test_runtime_server_mode_commands(source_dir):
     plan = make_plan(source_dir, "runtime_server_mode")
-    commands = {task_of(rank): rank.command for _, rank in all_ranks(plan)}
+    commands = {task_of(plan, node, p): p.command for node, p in all_processes(plan)}
     assert commands == {
         ("chief", 0): None,
         ("ps", 0): ["-m", "airflow_tf.runtime.tf_server"],
@@ -254,14 +276,14 @@ def test_runtime_server_mode_commands(source_dir):
         ("worker", 1): ["-m", "airflow_tf.runtime.tf_server"],
     }
     assert RUNTIME_SERVER == ["-m", "airflow_tf.runtime.tf_server"]
-    # A copy per rank, never the module constant itself.
+    # A copy per task, never the module constant itself.
     assert all(command is not RUNTIME_SERVER for command in commands.values())
 
 
 def test_evaluator_script_runs_with_script_args(source_dir):
     plan = make_plan(source_dir, "evaluator_script")
     assert layout(plan) == [[("chief", 0), ("worker", 0)], [("ps", 0), ("evaluator", 0)]]
-    commands = {task_of(rank): rank.command for _, rank in all_ranks(plan)}
+    commands = {task_of(plan, node, p): p.command for node, p in all_processes(plan)}
     assert commands == {
         ("chief", 0): None,
         ("ps", 0): None,
@@ -270,27 +292,34 @@ def test_evaluator_script_runs_with_script_args(source_dir):
     }
     for node in plan.nodes:
         assert node.script == "train.py"  # the node's script stays the entry script
+    assert [node.ports for node in plan.nodes] == [[23456, 23457], [23456]]  # none for the evaluator
 
 
 def test_gpu_hidden_from_ps_only(source_dir):
     plan = make_plan(source_dir, "gpu")
-    visible = {task_of(rank): rank.env.get("CUDA_VISIBLE_DEVICES") for _, rank in all_ranks(plan)}
+    visible = {task_of(plan, node, p): plan.env_of(node, p).get("CUDA_VISIBLE_DEVICES")
+               for node, p in all_processes(plan)}
     assert visible == {("chief", 0): None, ("ps", 0): "", ("worker", 0): None, ("worker", 1): None}
-    for _, rank in all_ranks(plan):
-        assert ("CUDA_VISIBLE_DEVICES" in rank.env) is (rank.role == "ps")
+    for node, process in all_processes(plan):
+        assert ("CUDA_VISIBLE_DEVICES" in plan.env_of(node, process)) is (process.role == Role.PS)
+        assert process.gpus == ("" if process.role == Role.PS else None)
+    # Node 0 (chief, worker 0) and node 1 (ps 0, worker 1) both have a task that needs a GPU.
+    assert [node.gpus for node in plan.nodes] == [1, 1]
 
 
 def test_cpu_job_hides_gpus_from_every_task(source_dir):
     for case in CASES:
         if CASES[case][0].get("use_gpu"):
             continue
-        for _, rank in all_ranks(make_plan(source_dir, case)):
-            assert rank.env["CUDA_VISIBLE_DEVICES"] == "", (case, rank.label)
+        plan = make_plan(source_dir, case)
+        assert [node.gpus for node in plan.nodes] == [0] * len(plan.nodes), case
+        for node, process in all_processes(plan):
+            assert plan.env_of(node, process)["CUDA_VISIBLE_DEVICES"] == "", (case, process.label)
 
 
 def test_only_workers_get_restarts(source_dir):
     plan = make_plan(source_dir, "max_worker_restarts_2")
-    restarts = {task_of(rank): rank.max_restarts for _, rank in all_ranks(plan)}
+    restarts = {task_of(plan, node, p): p.max_restarts for node, p in all_processes(plan)}
     assert restarts == {("chief", 0): 0, ("ps", 0): 0, ("worker", 0): 2, ("worker", 1): 2}
 
 
@@ -299,12 +328,16 @@ def test_ports_unique_per_host_in_every_golden(source_dir):
         plan = make_plan(source_dir, case)
         per_host = Counter(address for role in training_cluster(plan).values() for address in role)
         assert all(count == 1 for count in per_host.values()), case
+        pairs = [(node.host, port) for node in plan.nodes for port in node.ports]
+        assert len(set(pairs)) == len(pairs) == sum(per_host.values()), case
 
 
-def test_ps_golden_files_are_normalised():
-    # The goldens must not leak the machine-specific tmp path they were generated from.
+def test_ps_golden_files_are_normalised_and_consistent():
+    # The goldens must not leak the machine-specific tmp path they were generated from, and
+    # their resolved_env must be exactly what their own plan derives.
     for path in sorted(GOLDENS.glob("ps_*.json")):
-        data = json.loads(path.read_text())
-        assert data["source_directory"] == SRC, path.name
-        assert data["strategy"] == PARAMETER_SERVER and data["success_rule"] == CHIEF_ZERO, path.name
+        check_golden_file_is_consistent(path)
+        plan = json.loads(path.read_text())["plan"]
+        assert plan["strategy"] == Strategy.PARAMETER_SERVER, path.name
+        assert plan["success_rule"] == SuccessRule.CHIEF_ZERO, path.name
     assert {p.name for p in GOLDENS.glob("ps_*.json")} >= {f"ps_{case}.json" for case in CASES}

@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.outcome import FAILED, RUNNING, SUCCESS, decide
-from airflow_tf.cluster.parameter_server import RUNTIME_SERVER, plan_parameter_server_job
-from airflow_tf.cluster.plan import CHIEF_ZERO, PARAMETER_SERVER, JobPlan
-from airflow_tf.cluster.spec import ParameterServerSpec
+from airflow_tf.cluster.parameter_server import RUNTIME_SERVER, ParameterServerSpec, plan_parameter_server_job
+from airflow_tf.cluster.plan import JobPlan, ProcessKind, Role, Strategy, SuccessRule
 
 # A small pool, so generated host lists often repeat a host (several nodes on one machine).
 HOST_POOL = ["127.0.0.1", "10.0.0.1", "10.0.0.2", "node-a", "localhost"]
@@ -61,40 +60,40 @@ def make_spec(source_dir, options) -> ParameterServerSpec:
     return ParameterServerSpec(source_directory=str(source_dir), entry_script="train.py", **options)
 
 
-def task_of(rank) -> tuple[str, int]:
-    task = json.loads(rank.env["TF_CONFIG"])["task"]
-    return task["type"], task["index"]
-
-
 def check_plan_invariants(plan: JobPlan, options, hosts, free_ports):
     node_count, tasks = options["node_count"], task_count(options)
-    assert plan.strategy == PARAMETER_SERVER
-    assert plan.success_rule == CHIEF_ZERO
-    assert plan.world_size == tasks
+    assert plan.strategy == Strategy.PARAMETER_SERVER
+    assert plan.success_rule == SuccessRule.CHIEF_ZERO
+    assert plan.world_size == plan.cluster.world_size == tasks
+    assert plan.cluster.horovod is None
     assert [node.node_index for node in plan.nodes] == list(range(node_count))
     assert [node.host for node in plan.nodes] == list(hosts)
 
-    ranks = [(node, rank) for node in plan.nodes for rank in node.ranks]
-    assert sorted(rank.rank for _, rank in ranks) == list(range(tasks))
+    processes = [(node, process) for node in plan.nodes for process in node.processes]
+    envs = [plan.env_of(node, process) for node, process in processes]
+    assert sorted(process.rank for _, process in processes) == list(range(tasks))
 
     # Exactly one chief, and it is on node 0 (rank 0, local rank 0).
-    chiefs = [(node.node_index, rank.rank, rank.local_rank) for node, rank in ranks if rank.role == "chief"]
+    chiefs = [(node.node_index, p.rank, p.local_rank) for node, p in processes if p.role == Role.CHIEF]
     assert chiefs == [(0, 0, 0)]
-    assert [rank.rank for _, rank in ranks if rank.env["AIRFLOW_TF_IS_CHIEF"] == "1"] == [0]
+    assert [p.rank for (_, p), env in zip(processes, envs) if env["AIRFLOW_TF_IS_CHIEF"] == "1"] == [0]
 
-    # Each (role, index) appears exactly once.
+    # Each (role, index) appears exactly once, as TF_CONFIG tells it and as the plan states it.
     expected_tasks = {("chief", 0)}
     expected_tasks |= {("worker", i) for i in range(options["worker_count"])}
     expected_tasks |= {("ps", i) for i in range(options["parameter_server_count"])}
     if options["evaluator"]:
         expected_tasks.add(("evaluator", 0))
-    seen = Counter(task_of(rank) for _, rank in ranks)
+    configs = [json.loads(env["TF_CONFIG"]) for env in envs]
+    told = [(config["task"]["type"], config["task"]["index"]) for config in configs]
+    assert told == [(p.role, p.task_index) for _, p in processes]
+    seen = Counter(told)
     assert set(seen) == expected_tasks
     assert all(count == 1 for count in seen.values())
 
-    # Every rank's TF_CONFIG carries the same training cluster (the evaluator's too).
-    configs = [json.loads(rank.env["TF_CONFIG"]) for _, rank in ranks]
+    # Every task's TF_CONFIG carries the same training cluster (the evaluator's too): the plan's.
     cluster = configs[0]["cluster"]
+    assert cluster == plan.cluster.tf_cluster
     assert set(cluster) == {"chief", "worker", "ps"}
     assert len(cluster["chief"]) == 1
     assert len(cluster["worker"]) == options["worker_count"]
@@ -105,38 +104,45 @@ def check_plan_invariants(plan: JobPlan, options, hosts, free_ports):
     addresses = [address for role in cluster.values() for address in role]
     assert len(set(addresses)) == len(addresses)
 
-    for node, rank in ranks:
-        role, index = task_of(rank)
-        assert rank.role == role == rank.env["AIRFLOW_TF_ROLE"]
-        assert rank.env["AIRFLOW_TF_NODE_INDEX"] == str(node.node_index)
-        assert rank.env["AIRFLOW_TF_RANK"] == str(rank.rank)
-        assert rank.env["AIRFLOW_TF_LOCAL_RANK"] == str(rank.local_rank)
-        assert rank.env["AIRFLOW_TF_WORLD_SIZE"] == str(tasks)
-        assert rank.rank % node_count == node.node_index  # round-robin placement
-        assert rank.daemon is (role != "chief")
-        assert rank.max_restarts == (options["max_worker_restarts"] if role == "worker" else 0)
+    for (node, process), env, (role, index) in zip(processes, envs, told):
+        assert process.kind == ProcessKind.RANK
+        assert role == env["AIRFLOW_TF_ROLE"]
+        assert env["AIRFLOW_TF_NODE_INDEX"] == str(node.node_index)
+        assert env["AIRFLOW_TF_NODE_COUNT"] == str(node_count)
+        assert env["AIRFLOW_TF_RANK"] == str(process.rank)
+        assert env["AIRFLOW_TF_LOCAL_RANK"] == str(process.local_rank)
+        assert env["AIRFLOW_TF_WORLD_SIZE"] == str(tasks)
+        assert process.rank % node_count == node.node_index  # round-robin placement
+        assert process.daemon is (role != "chief")
+        assert process.max_restarts == (options["max_worker_restarts"] if role == "worker" else 0)
         if role == "evaluator":
             assert index == 0
-            assert rank.command == (["evaluate.py"] if options.get("evaluator_script") else None)
+            assert process.port is None  # not in the cluster: it listens on nothing
+            assert process.command == (["evaluate.py"] if options.get("evaluator_script") else None)
         else:
-            # A task's own address is on its node's host.
+            # A task's own address is on its node's host, at the port the plan gives it.
             host, port = cluster[role][index].rsplit(":", 1)
             assert host == node.host
+            assert int(port) == process.port
             assert 1 <= int(port) <= 65535
             if free_ports is not None:
                 assert int(port) in free_ports[host]
             runtime_served = role in ("ps", "worker") and options["server_mode"] == "runtime"
-            assert rank.command == (RUNTIME_SERVER if runtime_served else None)
+            assert process.command == (RUNTIME_SERVER if runtime_served else None)
         if not options["use_gpu"] or role == "ps":
-            assert rank.env["CUDA_VISIBLE_DEVICES"] == ""
+            assert env["CUDA_VISIBLE_DEVICES"] == process.gpus == ""
         else:
-            assert "CUDA_VISIBLE_DEVICES" not in rank.env
+            assert "CUDA_VISIBLE_DEVICES" not in env and process.gpus is None
 
     # local_rank numbers 0..k-1 on every node; every node has a task, none more than its share.
     per_node_limit = -(-tasks // node_count)
     for node in plan.nodes:
-        assert [rank.local_rank for rank in node.ranks] == list(range(len(node.ranks)))
-        assert 1 <= len(node.ranks) <= per_node_limit
+        assert [p.local_rank for p in node.processes] == list(range(len(node.processes)))
+        assert 1 <= len(node.processes) <= per_node_limit
+        assert node.ports == sorted(p.port for p in node.processes if p.role != Role.EVALUATOR)
+        needs_gpu = options["use_gpu"] and any(p.role != Role.PS for p in node.processes)
+        assert node.gpus == (1 if needs_gpu else 0)
+        assert node.env == {"PYTHONUNBUFFERED": "1"}
 
 
 @given(ps_shapes())
@@ -156,7 +162,8 @@ def test_ps_plan_invariants(source_dir, shape):
 @given(ps_shapes())
 @PROPERTY_SETTINGS
 def test_ps_plan_exact_free_ports_suffice(source_dir, shape):
-    """The operator's two-pass planning: count tasks per host on a draft, ask for exactly that many."""
+    """The operator's two-pass planning: count the ports per host on a draft (the evaluator has
+    none), ask for exactly that many; every one of them is used."""
     options, hosts, _ = shape
     if options["node_count"] > task_count(options):
         return
@@ -164,12 +171,17 @@ def test_ps_plan_exact_free_ports_suffice(source_dir, shape):
     draft = plan_parameter_server_job(spec, job_id="prop-ps-job", hosts=hosts)
     needed = Counter()
     for node in draft.nodes:
-        needed[node.host] += len(node.ranks)
+        needed[node.host] += len(node.ports)  # as operators/nodes.py asks the backend
     free_ports = {
         host: list(range(7000 + 100 * i, 7000 + 100 * i + count)) for i, (host, count) in enumerate(needed.items())
     }
     plan = plan_parameter_server_job(spec, job_id="prop-ps-job", hosts=hosts, free_ports=free_ports)
     check_plan_invariants(plan, options, hosts, free_ports)
+    used = Counter()
+    for node in plan.nodes:
+        used[node.host] += len(node.ports)
+    assert used == needed
+    assert sum(needed.values()) == task_count(options) - options["evaluator"]
 
 
 @given(ps_shapes(), st.integers(0, 5))

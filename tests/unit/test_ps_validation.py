@@ -9,7 +9,7 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_tf import ParameterServerTrainOperator, SpecError, TensorFlowTrainOperator
-from airflow_tf.cluster.spec import ParameterServerSpec
+from airflow_tf.cluster.parameter_server import ParameterServerSpec, ServerMode
 
 
 @pytest.fixture
@@ -188,6 +188,12 @@ def test_defaults_build(src):
     assert group.plan_task.strategy == "parameter_server"
     made = spec(src, node_count=3)
     assert (made.worker_count, made.parameter_server_count, made.evaluator) == (1, 1, False)
+    assert made.server_mode is ServerMode.SCRIPT
+
+
+def test_server_mode_is_normalised_to_the_enum(src):
+    assert spec(src, server_mode="runtime").server_mode is ServerMode.RUNTIME
+    assert spec(src, server_mode=ServerMode.RUNTIME).server_mode is ServerMode.RUNTIME
 
 
 def test_valid_operator_builds_four_tasks(src):

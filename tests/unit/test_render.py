@@ -48,5 +48,5 @@ def test_render_json_is_the_plan():
 
     out = render("dags/tf_ps_example.py", "ps_keras3_loop", "--json")
     plan = json.loads(out.stdout)
-    assert plan["strategy"] == "parameter_server" and plan["world_size"] == 4
-    assert {r["role"] for n in plan["nodes"] for r in n["ranks"]} == {"chief", "worker", "ps"}
+    assert plan["strategy"] == "parameter_server" and plan["cluster"]["world_size"] == 4
+    assert {r["role"] for n in plan["nodes"] for r in n["processes"]} == {"chief", "worker", "ps"}

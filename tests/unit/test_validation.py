@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from airflow_tf import SpecError, TensorFlowTrainOperator, TrainingSpec
 from airflow_tf.cluster.params import script_argv
-from airflow_tf.cluster.spec import check_script_params, coerce_positive_int
+from airflow_tf.cluster.checks import check_choice, check_hosts, coerce_positive_int
+from airflow_tf.cluster.plan import Strategy
+from airflow_tf.cluster.spec import check_script_params
 
 
 @pytest.fixture
@@ -290,3 +292,35 @@ def test_script_params_list_is_stringified_before_argv():
 def test_model_asset_must_be_an_asset_or_uri(src):
     with raises_spec_error("model_asset must be an airflow.sdk.Asset or a URI string"):
         build(src, model_asset=42)
+
+
+# shared checks (airflow_tf.cluster.checks)
+
+
+def test_check_choice_accepts_member_or_value_and_names_the_choices():
+    assert check_choice("strategy", "single", Strategy) is Strategy.SINGLE
+    assert check_choice("strategy", Strategy.HOROVOD, Strategy) is Strategy.HOROVOD
+    with raises_spec_error("strategy must be one of ['single', 'multi_worker_mirrored'", "got 'mirrored'"):
+        check_choice("strategy", "mirrored", Strategy)
+
+
+@pytest.mark.parametrize("bad_host", ["10.0.0.1:2222", "", "node a", None, "h\t"])
+def test_check_hosts_rejects_ports_and_blanks(bad_host):
+    with raises_spec_error("host 1 must be a hostname or IPv4 address without port", repr(bad_host)):
+        check_hosts(2, ["10.0.0.1", bad_host])
+
+
+def test_check_hosts_counts_one_per_node():
+    assert check_hosts(2, ("a", "b")) == ["a", "b"]
+    with raises_spec_error("node_count is 3 but the backend offered 2 host(s)", "['a', 'b']"):
+        check_hosts(3, ["a", "b"])
+
+
+def test_validate_fields_skips_templated_fields(src):
+    TrainingSpec.validate_fields({"node_count": "{{ params.n }}", "entry_script": "train.py",
+                                  "source_directory": str(src)}, skip={"node_count"})
+    with raises_spec_error("process_count_per_node", "integer >= 1", "got 0"):
+        TrainingSpec.validate_fields({"node_count": "{{ params.n }}", "process_count_per_node": 0},
+                                     skip={"node_count"})
+    with raises_spec_error("entry_script 'nope.py' not found"):
+        TrainingSpec.validate_fields({"source_directory": str(src), "entry_script": "nope.py"})

@@ -1,11 +1,16 @@
 """Loss/accuracy curves as a PNG next to the model: people would rather look at a curve than
-read numbers. Uses matplotlib's Agg backend (no display); imported only when a job ends."""
+read numbers. Uses matplotlib's Agg backend (no display), imported only when a job ends and
+only if installed (the ``plots`` extra): without it there is no picture, never a failed job."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from typing import Any
 
-SKIPPED = {"epoch", "epochs", "rank", "time"}
+from airflow_tf.results.progress import HIDDEN_KEYS
+
+log = logging.getLogger(__name__)
 
 
 def write_curves(history: list[dict[str, Any]], path: str, title: str) -> str | None:
@@ -13,10 +18,13 @@ def write_curves(history: list[dict[str, Any]], path: str, title: str) -> str | 
     series: dict[str, list[tuple[int, float]]] = {}
     for record in history:
         for key, value in record.items():
-            if key not in SKIPPED and isinstance(value, (int, float)) and "epoch" in record:
+            if key not in HIDDEN_KEYS and isinstance(value, (int, float)) and "epoch" in record:
                 series.setdefault(key, []).append((record["epoch"], float(value)))
     series = {key: points for key, points in series.items() if len(points) > 1}
     if not series:
+        return None
+    if importlib.util.find_spec("matplotlib") is None:
+        log.warning("no curves picture: matplotlib is not installed (pip install \"airflow-tf[plots]\")")
         return None
     import matplotlib  # noqa: PLC0415
 

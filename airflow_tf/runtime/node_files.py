@@ -1,0 +1,72 @@
+"""The node-directory contract: every file a node's directory holds, named once.
+
+A job directory holds one directory per node and the chief's outputs::
+
+    <job>/node-<i>/node.json        what the node runs (cluster.plan.NodeLaunch), written by the backend
+    <job>/node-<i>/node.log         every process's output, prefixed with its label
+    <job>/node-<i>/handle.json      the backend's handle (a retried launch finds the earlier try)
+    <job>/node-<i>/exit_code        the node's exit code, written last and atomically by the launcher
+    <job>/node-<i>/metrics-rank<r>.jsonl   one JSON line per epoch (training.log_metrics)
+    <job>/node-<i>/model_path       the chief's saved model (training.save_model)
+    <job>/node-<i>/tensorboard_dir  the chief's TensorBoard directory
+    <job>/outputs/                  the chief's outputs
+
+Backends, the launcher, the training helpers and the trigger all take the names from here.
+Standard library only: this module is shipped to the nodes with the rest of ``runtime/``.
+"""
+
+from __future__ import annotations
+
+import os
+
+NODE_SPEC = "node.json"
+LOG = "node.log"
+HANDLE = "handle.json"
+EXIT_CODE = "exit_code"
+HOSTFILE = "hostfile"  # MPI: written by hvd_mpirun on node 0
+MODEL_PATH = "model_path"
+TENSORBOARD_DIR = "tensorboard_dir"
+OUTPUTS = "outputs"  # a sibling of the node directories
+_METRICS = "metrics-rank{rank}.jsonl"
+
+# Node files are private to the job's user: node.json holds the user's environment values.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def node_dirname(node_index: int) -> str:
+    return f"node-{int(node_index)}"
+
+
+def metrics_file(rank: int) -> str:
+    return _METRICS.format(rank=int(rank))
+
+
+def check_name(name: str) -> str:
+    """Readers take plain file names of a node directory, never paths: nothing outside it is read."""
+    if not isinstance(name, str) or not name or "/" in name or os.sep in name or name.startswith("."):
+        raise ValueError(f"a node file is a plain file name, got {name!r}")
+    return name
+
+
+def write_atomic(path: str, text: str, mode: int = FILE_MODE) -> None:
+    """Write ``text`` so that a reader sees the old content or the whole new one, never a part."""
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_exit_code(node_dir: str, code: int) -> None:
+    write_atomic(os.path.join(node_dir, EXIT_CODE), f"{int(code)}\n")
+
+
+def parse_exit_code(text: str | bytes | None) -> int | None:
+    """The code in an exit_code file's content; None when absent or not (yet) a number."""
+    if text is None:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else None
