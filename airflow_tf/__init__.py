@@ -21,6 +21,7 @@ _EXPORTS = {
     "LocalBackend": "airflow_tf.backends.local",
     "DockerBackend": "airflow_tf.backends.docker",
     "SSHBackend": "airflow_tf.backends.ssh",
+    "KubernetesBackend": "airflow_tf.backends.kubernetes",
     "Backend": "airflow_tf.backends.base",
     "TrainingSpec": "airflow_tf.cluster.spec",
     "SpecError": "airflow_tf.cluster.errors",
@@ -31,6 +32,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from airflow_tf.backends.base import Backend
     from airflow_tf.backends.docker import DockerBackend
+    from airflow_tf.backends.kubernetes import KubernetesBackend
     from airflow_tf.backends.local import LocalBackend
     from airflow_tf.backends.ssh import SSHBackend
     from airflow_tf.cluster.errors import SpecError

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 
 from airflow_tf.cluster.errors import SpecError
+from airflow_tf.cluster.limits import DEFAULTS as LIMIT_DEFAULTS
 
 SECTION = "airflow_tf"
 
@@ -103,6 +104,7 @@ def defaults() -> dict[str, str | None]:
         "package_cache": None,
         "poll_interval": f"{DEFAULT_POLL_INTERVAL:g}",
         "stop_grace_seconds": f"{DEFAULT_STOP_GRACE_SECONDS:g}",
+        **{name: str(value) for name, value in LIMIT_DEFAULTS.items()},
     }
 
 
@@ -129,6 +131,15 @@ def stop_grace_seconds() -> float:
     return _number("stop_grace_seconds", 0.0, inclusive=True)
 
 
+def limit(option: str) -> int:
+    """One of the ``max_*`` bounds (``cluster.limits``): an integer >= 1."""
+    raw = get(option)
+    value = int(raw) if isinstance(raw, str) and raw.strip().isdecimal() else 0
+    if value < 1:
+        raise SpecError(f"[{SECTION}] {option} must be an integer >= 1, got {raw!r}")
+    return value
+
+
 def settings() -> dict[str, object]:
     """Every effective setting (what ``airflow-tf`` would use now), for logs and support."""
     return {
@@ -136,4 +147,5 @@ def settings() -> dict[str, object]:
         "package_cache": package_cache(),
         "poll_interval": poll_interval(),
         "stop_grace_seconds": stop_grace_seconds(),
+        **{name: limit(name) for name in LIMIT_DEFAULTS},
     }

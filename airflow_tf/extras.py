@@ -7,13 +7,15 @@ Backends and features that need more come as extras (declared in ``setup.cfg``):
 
 :func:`require` is called where such a feature is configured (a backend's constructor, i.e. at
 DAG parse), so a missing provider fails the DAG import with the extra to install, not a
-``ModuleNotFoundError`` deep inside a task. It only looks the module up (``find_spec``); it does
-not import it, so it costs next to nothing at parse time.
+``ModuleNotFoundError`` deep inside a task. It only looks the module up on disk; it imports
+nothing, so it costs next to nothing at parse time.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 
 from airflow_tf.cluster.errors import SpecError
 
@@ -31,11 +33,29 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def available(module: str) -> bool:
-    """Whether ``module`` (dotted name) can be imported, without importing it."""
+    """Whether ``module`` (dotted name) is installed, without importing it or its parents.
+
+    ``importlib.util.find_spec("airflow.providers.ssh")`` would import ``airflow.providers``,
+    and importing that makes Airflow discover every provider (and the ssh provider's info
+    module) at DAG parse: so only the top-level package's spec is looked up, and the rest of the
+    name is found on disk below it.
+    """
+    if module in sys.modules:
+        return True
+    head, *rest = module.split(".")
     try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a parent package is missing, or a broken __spec__
+        spec = importlib.util.find_spec(head)
+    except (ImportError, ValueError):
         return False
+    if spec is None:
+        return False
+    paths = list(spec.submodule_search_locations or [])
+    for part in rest[:-1]:
+        paths = [os.path.join(p, part) for p in paths if os.path.isdir(os.path.join(p, part))]
+    if not rest:
+        return True
+    last = rest[-1]
+    return any(os.path.isdir(os.path.join(p, last)) or os.path.isfile(os.path.join(p, f"{last}.py")) for p in paths)
 
 
 def install_hint(extra: str) -> str:

@@ -68,6 +68,41 @@ CONFIG_OPTIONS = {
         "example": "30",
         "default": "10",
     },
+    # Upper bounds (airflow_tf.cluster.limits): a value above one fails at DAG parse or plan time.
+    "max_node_count": {
+        "description": "Most nodes one training step may ask for (node_count).\n",
+        "version_added": "0.2.0",
+        "type": "integer",
+        "example": "8192",
+        "default": "4096",
+    },
+    "max_processes_per_node": {
+        "description": "Most processes (ranks) per node (process_count_per_node).\n",
+        "version_added": "0.2.0",
+        "type": "integer",
+        "example": "512",
+        "default": "256",
+    },
+    "max_world_size": {
+        "description": (
+            "Most processes one job may have in total: node_count x process_count_per_node, or a "
+            "parameter-server job's chief + workers + ps (worker_count, parameter_server_count).\n"
+        ),
+        "version_added": "0.2.0",
+        "type": "integer",
+        "example": "131072",
+        "default": "65536",
+    },
+    "max_sweep_trials": {
+        "description": (
+            "Most trials one HyperparameterSweep may render (the grid's size, or sample): each "
+            "trial is a training group built at every DAG parse.\n"
+        ),
+        "version_added": "0.2.0",
+        "type": "integer",
+        "example": "1000",
+        "default": "256",
+    },
 }
 
 

@@ -11,6 +11,7 @@ _EXPORTS = {
     "LocalBackend": "airflow_tf.backends.local",
     "DockerBackend": "airflow_tf.backends.docker",
     "SSHBackend": "airflow_tf.backends.ssh",
+    "KubernetesBackend": "airflow_tf.backends.kubernetes",
 }
 
 __all__ = sorted(_EXPORTS)

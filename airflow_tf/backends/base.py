@@ -11,6 +11,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_tf.cluster.plan import NodeLaunch
@@ -36,6 +38,10 @@ class NodeState(dict):
 def cache() -> Any:
     """A per-object cache field of a backend dataclass: not a setting, never serialized."""
     return dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
+
+def secrets_payload(secrets: Mapping[str, str] | None) -> bytes | None:
+    return json.dumps(dict(secrets)).encode() if secrets else None
 
 
 class Backend(abc.ABC):
@@ -66,8 +72,13 @@ class Backend(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def start(self, launch: NodeLaunch, source_directory: str) -> Handle:
-        """Start one node detached (it outlives the calling task) and return its handle."""
+    def start(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None = None) -> Handle:
+        """Start one node detached (it outlives the calling task) and return its handle.
+
+        ``secrets`` (secret_environment_variables' values) reach the node as the private file
+        ``runtime.node_files.SECRETS``, which its launcher reads and deletes first thing: never in
+        node.json, a container's config, a command line or a log.
+        """
 
     @abc.abstractmethod
     def poll(self, handle: Handle) -> NodeState: ...
@@ -82,6 +93,23 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def read_file(self, handle: Handle, name: str) -> str | None:
         """A small file the node runtime or training helpers wrote in the node's directory."""
+
+    def read_from(self, handle: Handle, name: str, offset: int, limit: int) -> bytes | None:
+        """Up to ``limit`` bytes of the node file ``name`` from byte ``offset``; None while the
+        file does not exist. How the trigger reads growing files (metrics): a poll costs the new
+        bytes, not the file's length. This fallback reads the whole file (override it)."""
+        text = self.read_file(handle, name)
+        return None if text is None else text.encode()[offset:offset + limit]
+
+    def write_file(self, handle: Handle, name: str, data: bytes) -> None:
+        """Replace a small file in the node's directory at once: the trigger keeps what it has
+        streamed there, so a restarted trigger goes on where the last one stopped."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write files into a node's directory")
+
+    def watch_problem(self, handle: Handle) -> str | None:
+        """Why this process cannot watch the node at all (None: it can). A node it cannot see
+        (a single-host backend's files on another machine) must never look like a node that died."""
+        return None
 
     @abc.abstractmethod
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:

@@ -40,19 +40,22 @@ def runtime_files(modules: Iterable[str] | None = None) -> dict[str, bytes]:
     return files
 
 
-def _add(tar: tarfile.TarFile, name: str, payload: bytes, mode: int) -> None:
+def _add(tar: tarfile.TarFile, name: str, payload: bytes, mode: int, owner: int = 0) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(payload), mode, int(time.time())
+    info.size, info.mode, info.mtime, info.uid, info.gid = len(payload), mode, int(time.time()), owner, owner
     tar.addfile(info, io.BytesIO(payload))
 
 
 def build(source_directory: str, *, runtime_at: str, source_at: str, files: Mapping[str, tuple[bytes, int]],
-          dirs: Iterable[str] = (), dir_mode: int | None = None, gzip: bool = False):
+          dirs: Iterable[str] = (), dir_mode: int | None = None, gzip: bool = False, private: bool = False,
+          owner: int = 0):
     """A spooled tar (a big source directory goes to disk, not memory), rewound.
 
     ``runtime_at`` / ``source_at``: where the runtime's package root and the sources go in the
     archive; ``files``: name -> (bytes, mode); ``dirs``: directories to create first (with
-    ``dir_mode``, which also applies to the source tree's directories when given).
+    ``dir_mode``, which also applies to the source tree's directories when given); ``private``:
+    every file 0600 and directory 0700 (an ssh host's job directory); ``owner``: the uid of
+    ``files`` (a container's user).
     """
 
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -60,7 +63,9 @@ def build(source_directory: str, *, runtime_at: str, source_at: str, files: Mapp
             return None
         info.uid = info.gid = 0
         info.uname = info.gname = ""
-        if info.isdir() and dir_mode is not None:
+        if private:
+            info.mode = 0o700 if info.isdir() else 0o600
+        elif info.isdir() and dir_mode is not None:
             info.mode = dir_mode
         return info
 
@@ -71,9 +76,9 @@ def build(source_directory: str, *, runtime_at: str, source_at: str, files: Mapp
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, dir_mode or 0o755, int(time.time())
             tar.addfile(info)
         for name, payload in runtime_files().items():
-            _add(tar, f"{runtime_at}/{name}", payload, 0o644)
+            _add(tar, f"{runtime_at}/{name}", payload, 0o600 if private else 0o644)
         tar.add(source_directory, arcname=source_at, filter=clean)
         for name, (payload, mode) in files.items():
-            _add(tar, name, payload, mode)
+            _add(tar, name, payload, mode, owner)
     data.seek(0)
     return data

@@ -20,25 +20,17 @@ import json
 import os
 import posixpath
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_tf import extras
 from airflow_tf.backends import bundle, node_io
-from airflow_tf.backends.base import Backend, Handle, NodeState, cache
-from airflow_tf.backends.docker_daemons import (
-    Daemon,
-    check_mixed,
-    check_url,
-    connect,
-    from_connection,
-    optional_list,
-    parse_mount,
-    RESERVED_ROOT,
-)
+from airflow_tf.backends.base import Backend, Handle, NodeState, cache, secrets_payload
+from airflow_tf.backends.docker_daemons import RESERVED_ROOT, Daemon, check_mixed, connect, from_connection
 from airflow_tf.backends.docker_gpus import gpu_devices
 from airflow_tf.backends.docker_logs import ContainerFiles, LogCursor, parse_timestamp, take_lines
+from airflow_tf.backends.docker_settings import DEFAULT_CAP_DROP, check_settings
 from airflow_tf.backends.local import default_job_root, safe_job_id
-from airflow_tf.cluster.checks import check_bool, check_positive_int
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.plan import NodeLaunch
 from airflow_tf.runtime import node_files, procfs
@@ -60,8 +52,8 @@ class DockerBackend(Backend):
 
     :param image: the image every node runs (must already exist on each daemon: it is never
         pulled). It needs ``python`` with TensorFlow (and whatever the script imports).
-    :param docker_urls: daemon URLs (``unix:///var/run/docker.sock``, ``tcp://gpu1:2375``); node i
-        runs on ``docker_urls[i % len(docker_urls)]``.
+    :param docker_urls: daemon URLs (``unix:///var/run/docker.sock``, ``https://gpu1:2376``,
+        ``ssh://me@gpu1``); node i runs on ``docker_urls[i % len(docker_urls)]``.
     :param docker_conn_ids: instead of URLs: Airflow connections, one per daemon. ``host`` is the
         daemon URL (or a host name, with ``port``, default 2375); extra ``tls_ca_cert``,
         ``tls_client_cert``, ``tls_client_key`` (paths on the worker) turn on TLS.
@@ -83,6 +75,12 @@ class DockerBackend(Backend):
     :param host_addresses: the address nodes reach each daemon's host at, one per daemon, when
         the daemon URL's host is not it (SSH tunnels; a local daemon next to remote ones).
     :param timeout: seconds for one Docker API call.
+    :param allow_privileged_mounts: allow ``mounts`` of ``/``, the Docker socket and other
+        host-control paths (``docker_settings.HOST_CONTROL_PATHS``); refused otherwise.
+    :param insecure_tcp: allow plaintext ``tcp://`` to daemons on other machines (TLS otherwise).
+    :param cap_drop: Linux capabilities the containers drop (default ``DEFAULT_CAP_DROP``; ``[]``
+        keeps Docker's default set). ``cap_add``: capabilities they get on top (e.g. ``IPC_LOCK``
+        for RDMA). docs/security.md says what each strategy needs.
     """
 
     image: str
@@ -98,6 +96,10 @@ class DockerBackend(Backend):
     output_dir: str | None = None
     host_addresses: list[str] | None = None
     timeout: int = 60
+    allow_privileged_mounts: bool = False
+    insecure_tcp: bool = False
+    cap_drop: list[str] | None = dataclasses.field(default_factory=lambda: list(DEFAULT_CAP_DROP))
+    cap_add: list[str] | None = None
     # Per-object caches (never serialized): the daemon list, clients, log cursors.
     _daemons: dict[str, list[Daemon]] = cache()
     _clients: dict[tuple[str, str | None], Any] = cache()
@@ -105,42 +107,10 @@ class DockerBackend(Backend):
 
     def __post_init__(self) -> None:
         extras.require("docker", "airflow.providers.docker", "DockerBackend")  # at parse, naming the extra
-        if not isinstance(self.image, str) or not self.image.strip() or any(c.isspace() for c in self.image):
-            raise SpecError(f"image must be an image reference like 'tensorflow/tensorflow:2.21.0', got {self.image!r}")
-        urls, conn_ids = optional_list("docker_urls", self.docker_urls), optional_list("docker_conn_ids",
-                                                                                          self.docker_conn_ids)
-        if urls is None and conn_ids is None:
-            raise SpecError("DockerBackend needs docker_urls (e.g. ['unix:///var/run/docker.sock']) or docker_conn_ids")
-        if urls is not None and conn_ids is not None:
-            raise SpecError("give docker_urls or docker_conn_ids, not both")
-        for i, url in enumerate(urls or []):
-            check_url(f"docker_urls[{i}]", url)
-        count = len(urls or conn_ids)
-        addresses = optional_list("host_addresses", self.host_addresses)
-        if addresses is not None and len(addresses) != count:
-            raise SpecError(f"host_addresses must have one address per daemon ({count}), got {addresses!r}")
-        if self.shm_size is not None and not (isinstance(self.shm_size, (int, str)) and str(self.shm_size).strip()):
-            raise SpecError(f"shm_size must be bytes (int) or a size like '2g', got {self.shm_size!r}")
-        env = self.environment
-        if env is not None and not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                                                  for k, v in env.items())):
-            raise SpecError("environment must be a dict of strings to strings")
-        mounts = [parse_mount(spec, i) for i, spec in enumerate(self.mounts)] if self.mounts is not None else None
-        if self.user is not None and (not isinstance(self.user, str) or not self.user.strip()):
-            raise SpecError(f"user must be 'name', 'uid' or 'uid:gid', got {self.user!r}")
-        if not isinstance(self.python, str) or not self.python.strip():
-            raise SpecError(f"python must be the interpreter's name or path in the image, got {self.python!r}")
-        if self.gpus_per_host is not None:
-            check_positive_int("gpus_per_host", self.gpus_per_host)
-        check_bool("allow_shared_hosts", self.allow_shared_hosts)
-        if self.output_dir is not None and (not isinstance(self.output_dir, str) or not self.output_dir.startswith("/")):
-            raise SpecError(f"output_dir must be an absolute path on the daemons' hosts, got {self.output_dir!r}")
-        check_positive_int("timeout", self.timeout)
-        for name, value in (("docker_urls", urls), ("docker_conn_ids", conn_ids), ("host_addresses", addresses),
-                            ("mounts", mounts)):
+        for name, value in check_settings(self).items():  # every setting's rule: docker_settings
             object.__setattr__(self, name, value)
-        if urls is not None:
-            self.daemons()  # a local daemon next to remote ones: refused at parse time
+        if self.docker_urls is not None:
+            self.daemons()  # plaintext TCP, a local daemon next to remote ones: refused at parse time
 
     # -- daemons --------------------------------------------------------------------------------
     def daemons(self) -> list[Daemon]:
@@ -152,7 +122,7 @@ class DockerBackend(Backend):
             else:
                 daemons = [from_connection(f"docker_conn_ids[{i}]", conn_id, addresses[i])
                            for i, conn_id in enumerate(self.docker_conn_ids)]
-            self._daemons["all"] = check_mixed(daemons)
+            self._daemons["all"] = check_mixed(daemons, insecure_tcp=self.insecure_tcp)
         return self._daemons["all"]
 
     def daemon_for(self, node_index: int) -> Daemon:
@@ -252,17 +222,22 @@ class DockerBackend(Backend):
         return outputs
 
     # -- node lifecycle -----------------------------------------------------------------------
-    def _archive(self, launch: NodeLaunch, source_directory: str):
+    def _archive(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None):
         node_dir = f"{JOB_DIR}/{node_files.node_dirname(launch.node.node_index)}"[1:]
-        spec = json.dumps(launch.to_json(), indent=1).encode()
+        files = {f"{node_dir}/{node_files.NODE_SPEC}": (json.dumps(launch.to_json(), indent=1).encode(), 0o644)}
         # The container is private to the node: directories writable by whatever ``user`` runs it
-        # (it writes its exit code and metrics there), files readable by it.
+        # (it writes its exit code and metrics there), files readable by it. Secrets go in the
+        # archive, not the container's config (``docker inspect`` shows that): 0600 and owned by
+        # the container's user when it is a uid (a user name's uid is not known here: 0644).
+        uid = self.user.split(":")[0] if self.user else "0"
+        if secrets:
+            files[f"{node_dir}/{node_files.SECRETS}"] = (secrets_payload(secrets), 0o600 if uid.isdigit() else 0o644)
         return bundle.build(
             source_directory, runtime_at=LIB_DIR[1:], source_at=SRC_DIR[1:], dir_mode=0o777,
-            dirs=[ROOT[1:], LIB_DIR[1:], JOB_DIR[1:], node_dir], files={f"{node_dir}/{node_files.NODE_SPEC}": (spec, 0o644)},
+            dirs=[ROOT[1:], LIB_DIR[1:], JOB_DIR[1:], node_dir], files=files, owner=int(uid) if uid.isdigit() else 0,
         )
 
-    def start(self, launch: NodeLaunch, source_directory: str) -> Handle:
+    def start(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None = None) -> Handle:
         from docker.errors import APIError, ImageNotFound
 
         node = launch.node
@@ -281,7 +256,7 @@ class DockerBackend(Backend):
                    "--workdir", SRC_DIR, "--output-dir", OUTPUT_DIR]
         host_config = api.create_host_config(
             network_mode="host", binds=[*(self.mounts or []), f"{outputs}:{OUTPUT_DIR}:rw"], shm_size=self.shm_size,
-            device_requests=device_requests,
+            device_requests=device_requests, cap_drop=self.cap_drop or None, cap_add=self.cap_add or None,
         )
         try:
             container = api.create_container(
@@ -297,7 +272,7 @@ class DockerBackend(Backend):
                                f"{exc.explanation or exc}") from exc
         container_id = container["Id"]
         try:
-            with self._archive(launch, source_directory) as data:
+            with self._archive(launch, source_directory, secrets) as data:
                 api.put_archive(container_id, "/", data)
             api.start(container_id)
         except BaseException as exc:
@@ -351,9 +326,19 @@ class DockerBackend(Backend):
             return []
         return raw.decode(errors="replace").splitlines()[-lines:]
 
+    def _files(self, handle: Handle) -> tuple[ContainerFiles, str]:
+        """The node's directory in its container, and a reader (and writer) for it."""
+        dirname = node_files.node_dirname(handle["node_index"])
+        return ContainerFiles(self._api(handle), handle["container_id"]), f"{JOB_DIR}/{dirname}"
+
     def read_file(self, handle: Handle, name: str) -> str | None:
-        files = ContainerFiles(self._api(handle), handle["container_id"])
-        return node_io.read_file(files, f"{JOB_DIR}/{node_files.node_dirname(handle['node_index'])}", name)
+        return node_io.read_file(*self._files(handle), name)
+
+    def read_from(self, handle: Handle, name: str, offset: int, limit: int) -> bytes | None:
+        return node_io.read_from(*self._files(handle), name, offset, limit)
+
+    def write_file(self, handle: Handle, name: str, data: bytes) -> None:
+        node_io.write_file(*self._files(handle), name, data)
 
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
         self._stop(self._api(handle), handle["container_id"], grace_s)

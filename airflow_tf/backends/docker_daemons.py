@@ -83,7 +83,26 @@ def from_connection(setting: str, conn_id: str, address: str | None) -> Daemon:
     return Daemon(setting, url_from_connection(conn), conn_id=conn_id, tls=tls, address=address)
 
 
-def check_mixed(daemons: list[Daemon]) -> list[Daemon]:
+def is_plaintext_tcp(daemon: Daemon) -> bool:
+    """TCP to another machine without TLS: anyone on the path can run containers as root there."""
+    scheme = urlsplit(daemon.url).scheme
+    return scheme in ("tcp", "http") and not daemon.tls and not daemon.is_local
+
+
+def check_transport(daemons: list[Daemon], insecure_tcp: bool) -> list[Daemon]:
+    for daemon in daemons:
+        if is_plaintext_tcp(daemon) and not insecure_tcp:
+            how = ("the connection extras tls_ca_cert, tls_client_cert and tls_client_key" if daemon.conn_id
+                   else "an https:// URL, ssh://user@host, or docker_conn_ids with TLS extras")
+            raise SpecError(
+                f"{daemon.setting} {daemon.url!r} is plaintext TCP to another machine: whoever can reach it can run "
+                f"root containers there. Use TLS: {how}; or set insecure_tcp=True to accept plaintext TCP"
+            )
+    return daemons
+
+
+def check_mixed(daemons: list[Daemon], insecure_tcp: bool = False) -> list[Daemon]:
+    check_transport(daemons, insecure_tcp)
     # 127.0.0.1 in TF_CONFIG would point a remote node at itself.
     local = [d for d in daemons if d.is_local and not d.address]
     if local and len(local) != len(daemons):

@@ -19,6 +19,7 @@ import calendar
 import dataclasses
 import hashlib
 import io
+import posixpath
 import tarfile
 import time
 
@@ -117,28 +118,72 @@ def take_lines(raw: bytes, offset: int, cursor: LogCursor | None) -> tuple[bytes
 
 
 class ContainerFiles:
-    """``node_io.FileReader`` over a container's archive API (get_archive answers with a tar)."""
+    """``node_io.FileReader`` over a container's archive API (GET answers with a tar, HEAD with
+    the file's stat only, PUT extracts a tar).
+
+    The API has no byte ranges, so a read from ``offset`` streams the tar and drops the first
+    ``offset`` bytes as they pass, holding at most ``limit`` in memory (a metrics file of any
+    size is fine), and asks HEAD first, so a file that has not grown moves no bytes at all.
+    The response is closed as soon as the wanted bytes are in: the rest is never transferred.
+    """
+
+    SKIP_CHUNK = 1 << 20
 
     def __init__(self, api, container_id: str):
         self.api, self.container_id = api, container_id
 
-    def _get(self, path: str):
-        from docker.errors import NotFound
-
-        try:
-            return self.api.get_archive(self.container_id, path)
-        except NotFound:  # no such container, or no such file
+    def _request(self, method: str, path: str):
+        """The archive endpoint's response, or None for no such container or file (404)."""
+        url = self.api._url("/containers/{0}/archive", self.container_id)  # docker-py's own URL builder
+        response = self.api.request(method, url, params={"path": path}, stream=method == "GET",
+                                    headers={"Accept-Encoding": "identity"}, timeout=self.api.timeout)
+        if response.status_code == 404:
+            response.close()
             return None
-
-    def read(self, path: str, offset: int = 0, limit: int | None = None) -> bytes | None:
-        found = self._get(path)
-        if found is None:
-            return None
-        with tarfile.open(fileobj=io.BytesIO(b"".join(found[0]))) as tar:
-            member = tar.extractfile(tar.getmembers()[0])
-            data = member.read() if member else b""
-        return data[offset:] if limit is None else data[offset:offset + limit]
+        self.api._raise_for_status(response)  # docker's APIError, as every other call raises
+        return response
 
     def stat(self, path: str) -> tuple[int, float] | None:
-        found = self._get(path)
-        return None if found is None else (int(found[1].get("size", 0)), time.time())
+        from docker.utils import decode_json_header
+
+        response = self._request("HEAD", path)
+        if response is None:
+            return None
+        header = response.headers.get("X-Docker-Container-Path-Stat")
+        return (int(decode_json_header(header).get("size", 0)) if header else 0), time.time()
+
+    def read(self, path: str, offset: int = 0, limit: int | None = None) -> bytes | None:
+        if offset > 0:
+            st = self.stat(path)
+            if st is None:
+                return None
+            if st[0] <= offset:
+                return b""  # nothing new: no transfer
+        response = self._request("GET", path)
+        if response is None:
+            return None
+        try:
+            with tarfile.open(fileobj=response.raw, mode="r|") as tar:
+                member = tar.next()
+                source = tar.extractfile(member) if member is not None else None
+                if source is None:
+                    return b""
+                left = offset
+                while left > 0:
+                    skipped = len(source.read(min(left, self.SKIP_CHUNK)))
+                    if not skipped:
+                        return b""
+                    left -= skipped
+                return source.read() if limit is None else source.read(limit)
+        finally:
+            response.close()
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        """Extract a one-file tar into the file's directory (PUT archive)."""
+        directory, name = posixpath.split(path)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        self.api.put_archive(self.container_id, directory, buf.getvalue())

@@ -15,23 +15,74 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import airflow_tf
 from airflow_tf.backends import node_io
-from airflow_tf.backends.base import Backend, Handle, NodeState
-from airflow_tf.cluster.checks import check_name
+from airflow_tf.backends.base import Backend, Handle, NodeState, secrets_payload
+from airflow_tf.cluster.checks import check_name, check_string_list
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.plan import NodeLaunch
 from airflow_tf.runtime import node_files, node_ops, procfs
+from airflow_tf.runtime.procfs import markers as procfs_markers
 
-# Environment the training processes must not inherit from the Airflow task: its config secrets
-# (fernet key, JWT secret, DB URL) and connections/variables given through the environment.
+# What a node inherits from the Airflow worker's environment: what processes need to run, never
+# the worker's credentials (cloud keys, tokens: user code must not see them by accident). More
+# only through ``pass_environment``; the job's own values come from the plan and the launch.
+INHERITED = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "LD_LIBRARY_PATH",
+    "PYTHONPATH", "PYTHONDONTWRITEBYTECODE",
+    # The machine's CA bundles: pip_packages installs and TLS from training code go through them.
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+})
+# Locale, BLAS / OpenMP thread and CPU-type settings, TF logging, GPU libraries, and pip's own
+# configuration (the node installs pip_packages with the worker's pip settings).
+INHERITED_PREFIXES = ("LC_", "OPENBLAS_", "NVPL_", "OMP_", "KMP_", "MKL_", "TF_CPP_", "CUDA_", "NVIDIA_", "NCCL_",
+                      "PIP_")
+# Never passed, even when asked: Airflow's config secrets (fernet key, JWT secret, DB URL) and
+# connections/variables given through the environment (use secret_environment_variables).
 SECRET_ENV_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "_AIRFLOW")
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 FILES = node_io.LocalFiles()
+
+
+def _check_pass_environment(value: Any) -> list[str]:
+    names = check_string_list("pass_environment", value)
+    for i, name in enumerate(names):
+        if not all(c.isalnum() or c == "_" for c in name.removesuffix("*")) or name == "*":
+            raise SpecError(f"pass_environment[{i}] must be a variable name or a prefix ending in '*' "
+                            f"(e.g. 'HTTPS_PROXY', 'MYCOMPANY_*'), got {name!r}")
+        if name.startswith(SECRET_ENV_PREFIXES):
+            raise SpecError(f"pass_environment[{i}] = {name!r}: Airflow's own configuration, connections and "
+                            "variables are never passed to nodes; use secret_environment_variables")
+    return names
+
+
+def inherited_environment(environ: Mapping[str, str], extra: list[str]) -> dict[str, str]:
+    """The part of the worker's environment a node gets (INHERITED, plus what ``extra`` names)."""
+    names = INHERITED | {n for n in extra if not n.endswith("*")}
+    prefixes = INHERITED_PREFIXES + tuple(n[:-1] for n in extra if n.endswith("*"))
+    return {k: v for k, v in environ.items()
+            if (k in names or k.startswith(prefixes)) and not k.startswith(SECRET_ENV_PREFIXES)}
+
+
+def machine_id() -> str:
+    """This kernel's boot and this pid namespace: a LocalBackend pid is meaningful only where both match."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = "unknown"
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = "unknown"
+    return f"{boot}/{namespace}"
 
 
 def default_job_root() -> str:
@@ -62,13 +113,18 @@ class LocalBackend(Backend):
     :param python: interpreter for the node runtime and the training script (default: the one
         running Airflow).
     :param host: the address nodes use to reach each other.
+    :param pass_environment: more of the worker's environment for the nodes, by name or as a
+        ``PREFIX*`` (e.g. ``PROXY_VARIABLES``). By default nodes inherit only ``INHERITED``
+        (PATH, HOME, locale, thread and GPU library settings), not the worker's credentials.
     """
 
     job_root: str | None = None
     python: str | None = None
     host: str = "127.0.0.1"
+    pass_environment: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pass_environment", _check_pass_environment(self.pass_environment))
         _optional_path("job_root", self.job_root)
         _optional_path("python", self.python)
         check_name("host", self.host, "a host name or IPv4 address without port", allowed="._-")
@@ -91,7 +147,7 @@ class LocalBackend(Backend):
         return procfs.free_ports(count)
 
     # -- node lifecycle -----------------------------------------------------------------------
-    def start(self, launch: NodeLaunch, source_directory: str) -> Handle:
+    def start(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None = None) -> Handle:
         node = launch.node
         node_dir = self.node_dir(node.job_id, node.node_index)
         if os.path.isdir(node_dir):
@@ -103,9 +159,18 @@ class LocalBackend(Backend):
         os.makedirs(node_dir, mode=node_files.DIR_MODE)
         os.chmod(self.job_dir(node.job_id), node_files.DIR_MODE)
         node_files.write_atomic(os.path.join(node_dir, node_files.NODE_SPEC), json.dumps(launch.to_json(), indent=1))
+        if secrets:  # 0600 in a 0700 directory; the launcher deletes it before anything else
+            node_files.write_atomic(os.path.join(node_dir, node_files.SECRETS), secrets_payload(secrets).decode())
 
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(airflow_tf.__file__)))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+        env = inherited_environment(os.environ, self.pass_environment)
+        # The job's marker from the launcher's first instant (its pip install included): the
+        # teardown's sweep finds every process of the node by it, whatever phase it is in.
+        env.update(procfs_markers(node.job_id, node.node_index))
+        from airflow_tf import config  # [airflow_tf] package_cache (or AIRFLOW_TF_PACKAGE_CACHE) for the node
+
+        if config.package_cache():
+            env["AIRFLOW_TF_PACKAGE_CACHE"] = config.package_cache()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
         argv = [
             self.python or sys.executable, "-m", "airflow_tf.runtime.launcher", node_dir,
@@ -127,6 +192,7 @@ class LocalBackend(Backend):
             "pid": proc.pid,
             "start_ticks": procfs.start_ticks(proc.pid),
             "started_at": time.time(),
+            "machine": machine_id(),  # where this pid means something (the trigger checks it: watch_problem)
         }
         node_files.write_atomic(os.path.join(node_dir, node_files.HANDLE), json.dumps(handle))
         return handle
@@ -142,6 +208,26 @@ class LocalBackend(Backend):
 
     def read_file(self, handle: Handle, name: str) -> str | None:
         return node_io.read_file(FILES, handle["node_dir"], name)
+
+    def read_from(self, handle: Handle, name: str, offset: int, limit: int) -> bytes | None:
+        return node_io.read_from(FILES, handle["node_dir"], name, offset, limit)
+
+    def write_file(self, handle: Handle, name: str, data: bytes) -> None:
+        node_io.write_file(FILES, handle["node_dir"], name, data)
+
+    def watch_problem(self, handle: Handle) -> str | None:
+        """LocalBackend is single-host: its nodes can be watched only from the machine (and pid
+        namespace) they run on. Elsewhere their files are missing and their pids are someone
+        else's, which must not read as "the node died" (and must stop nothing)."""
+        where = f"this machine ({socket.gethostname()})"
+        how = ("LocalBackend is single-host: its wait trigger must run on the machine its nodes run on "
+               "(run the triggerer there), or use SSHBackend / DockerBackend for nodes on other machines")
+        if handle.get("machine", machine_id()) != machine_id():
+            return (f"node {handle['node_index']} was started on another machine or in another pid namespace "
+                    f"than {where}; {how}")
+        if not os.path.isfile(os.path.join(handle["node_dir"], node_files.HANDLE)):
+            return f"node {handle['node_index']}'s directory {handle['node_dir']} is not on {where}; {how}"
+        return None
 
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
         node_ops.stop_node(handle["pid"], handle["start_ticks"], handle["job_id"], handle["node_index"], grace_s)

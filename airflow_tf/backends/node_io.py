@@ -1,7 +1,10 @@
 """Reading a node's directory, written once for every backend whose nodes write files: poll
 (exit code, else is the launcher alive), whole lines of the log from an offset, the log's tail,
 and the small files the runtime writes, all over a two-method reader (the local file system,
-SFTP, a container's archive API).
+SFTP, a container's archive API). Growing files (metrics) are read from a byte offset
+(``read_from``), so a poll costs the bytes written since the last one, not the file's length.
+The wait trigger's own small state file goes back through ``write_file`` (readers that can
+write: ``LocalFiles``, ``SSHHost``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ class LocalFiles:
             return None
         return st.st_size, st.st_mtime
 
+    def write_atomic(self, path: str, data: bytes) -> None:
+        tmp = f"{path}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, node_files.FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
 
 def exit_state(files: FileReader, node_dir: str, started_at: float | None = None) -> NodeState | None:
     """The node's end, from its exit-code file; None while there is none."""
@@ -81,7 +91,21 @@ def read_log(files: FileReader, node_dir: str, offset: int) -> tuple[str, int]:
     if not data:
         return "", offset
     end = data.rfind(b"\n") + 1  # hand out whole lines only; the rest comes next time
+    if not end and len(data) >= MAX_LOG_CHUNK:
+        end = len(data)  # one line longer than a chunk: hand it out in pieces, or the log would stall on it
     return data[:end].decode(errors="replace"), offset + end
+
+
+def read_from(files: FileReader, node_dir: str, name: str, offset: int, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of a node file from byte ``offset`` (None: no such file yet).
+
+    What the trigger reads growing files with: a poll moves the new bytes only."""
+    return files.read(posixpath.join(node_dir, node_files.check_name(name)), offset, limit)
+
+
+def write_file(files: FileReader, node_dir: str, name: str, data: bytes) -> None:
+    """Replace a small node file at once (a reader sees the old or the new content)."""
+    files.write_atomic(posixpath.join(node_dir, node_files.check_name(name)), data)  # type: ignore[attr-defined]
 
 
 def read_tail(files: FileReader, node_dir: str, lines: int) -> list[str]:

@@ -26,15 +26,17 @@ import json
 import posixpath
 import shlex
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow_tf import extras
 from airflow_tf.backends import bundle, node_io
-from airflow_tf.backends.base import Backend, Handle, NodeState, cache
+from airflow_tf.backends.base import Backend, Handle, NodeState, cache, secrets_payload
 from airflow_tf.backends.local import safe_job_id
 from airflow_tf.backends.ssh_host import SSHBackendError, SSHHost, ops_package
 from airflow_tf.cluster.checks import check_bool, check_choice, check_positive_int, check_positive_number
+from airflow_tf.cluster.checks import check_shell_safe
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.plan import NodeLaunch
 from airflow_tf.runtime import node_files
@@ -62,10 +64,18 @@ def _check_conn_ids(value: Any) -> None:
 
 def _check_root(value: Any) -> str:
     root = value.rstrip("/") if isinstance(value, str) else None
-    if not root or not (root.startswith("/") or root.startswith("~/")) or any(c in root for c in "\n\0") \
-            or ".." in root.split("/"):
+    if not root or not (root.startswith("/") or root.startswith("~/")) or ".." in root.split("/"):
         raise SpecError(f"remote_root must be an absolute path or start with '~/' (no '..'), got {value!r}")
-    return root
+    # The ssh provider's remote-job wrapper splices paths into a double-quoted `bash -c` script:
+    # only characters no shell interprets may reach it ("/x$(touch f)" would run on the host).
+    return check_shell_safe("remote_root", root, "an absolute path or '~/...'")
+
+
+def _check_python(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value) or value.startswith("-"):
+        raise SpecError(f"python must be one executable (a name on the hosts' PATH or an absolute path), "
+                        f"got {value!r}")
+    return check_shell_safe("python", value, "one executable (a name on the hosts' PATH or an absolute path)")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -104,9 +114,7 @@ class SSHBackend(Backend):
         _check_conn_ids(self.ssh_conn_ids)
         object.__setattr__(self, "ssh_conn_ids", list(self.ssh_conn_ids))
         object.__setattr__(self, "remote_root", _check_root(self.remote_root))
-        if not isinstance(self.python, str) or not self.python.strip() or any(c.isspace() for c in self.python):
-            raise SpecError(f"python must be one executable (a name on the hosts' PATH or an absolute path), "
-                            f"got {self.python!r}")
+        _check_python(self.python)
         object.__setattr__(self, "cleanup", check_choice("cleanup", self.cleanup, CleanupPolicy))
         check_bool("allow_shared_hosts", self.allow_shared_hosts)
         check_bool("preflight", self.preflight)
@@ -225,7 +233,8 @@ class SSHBackend(Backend):
         ])
         env = {"PYTHONPATH": posixpath.join(node_dir, "runtime"), "AIRFLOW_TF_JOB_ID": job_id,
                "AIRFLOW_TF_NODE_INDEX": str(node_index)}
-        unpack = (f"cd {shlex.quote(node_dir)} && tar -xzf {BUNDLE_FILE} --no-same-owner && rm -f {BUNDLE_FILE} "
+        # umask first: the node's log and every file of the node are private to the job's user.
+        unpack = ("umask 077\n" f"cd {shlex.quote(node_dir)} && tar -xzf {BUNDLE_FILE} --no-same-owner && rm -f {BUNDLE_FILE} "
                   "|| exit 1\n")
         # The provider's wrapper writes the pid file asynchronously; wait for it here, in the same
         # round trip, and report the pid, its start time (the pid-reuse guard) and the host clock.
@@ -238,7 +247,7 @@ echo "AIRFLOW_TF_CLOCK=$(date +%s.%N)"
 """
         return unpack + build_posix_wrapper_command(launcher, paths, env) + report
 
-    def start(self, launch: NodeLaunch, source_directory: str) -> Handle:
+    def start(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None = None) -> Handle:
         from airflow_tf.runtime import procfs
 
         node = launch.node
@@ -254,12 +263,16 @@ echo "AIRFLOW_TF_CLOCK=$(date +%s.%N)"
                                   f"{host.where()}; re-run the job to plan with ports free now")
         script = self._launch_script(node.job_id, node.node_index, job_dir, node_dir).encode()
         spec = json.dumps(launch.to_json(), indent=1).encode()
-        with bundle.build(source_directory, runtime_at="runtime", source_at="src", gzip=True,
+        with bundle.build(source_directory, runtime_at="runtime", source_at="src", gzip=True, private=True,
                           files={node_files.NODE_SPEC: (spec, node_files.FILE_MODE)}) as data:
-            host.remote("uploading the node bundle",
-                        lambda: host.sftp().putfo(data, posixpath.join(node_dir, BUNDLE_FILE)))
+            host.write(posixpath.join(node_dir, BUNDLE_FILE), data, "uploading the node bundle",
+                       mode=node_files.FILE_MODE)
+        if secrets:  # over the SSH channel into the 0700 node directory, 0600; the launcher deletes it
+            host.write(posixpath.join(node_dir, node_files.SECRETS), secrets_payload(secrets), "uploading secrets",
+                       mode=node_files.FILE_MODE)
         # The script stays in the node directory: what exactly started the node, for debugging.
-        host.write(posixpath.join(node_dir, LAUNCH_SCRIPT), script, "uploading the launch script")
+        host.write(posixpath.join(node_dir, LAUNCH_SCRIPT), script, "uploading the launch script",
+                   mode=node_files.FILE_MODE)
         out = host.exec(["bash", posixpath.join(node_dir, LAUNCH_SCRIPT)], timeout=60,
                         what=f"starting node {node.node_index}")
         now = time.time()
@@ -283,7 +296,8 @@ echo "AIRFLOW_TF_CLOCK=$(date +%s.%N)"
             # host clock - ours (read just before the answer left): turns exit-code mtimes into our time.
             "clock_offset_s": float(report.get("AIRFLOW_TF_CLOCK", now)) - now,
         }
-        host.write(posixpath.join(node_dir, node_files.HANDLE), json.dumps(handle).encode(), "writing handle.json")
+        host.write(posixpath.join(node_dir, node_files.HANDLE), json.dumps(handle).encode(), "writing handle.json",
+                   mode=node_files.FILE_MODE)
         return handle
 
     def _handle_host(self, handle: Handle) -> SSHHost:
@@ -303,6 +317,12 @@ echo "AIRFLOW_TF_CLOCK=$(date +%s.%N)"
 
     def read_file(self, handle: Handle, name: str) -> str | None:
         return node_io.read_file(self._handle_host(handle), handle["node_dir"], name)
+
+    def read_from(self, handle: Handle, name: str, offset: int, limit: int) -> bytes | None:
+        return node_io.read_from(self._handle_host(handle), handle["node_dir"], name, offset, limit)
+
+    def write_file(self, handle: Handle, name: str, data: bytes) -> None:
+        node_io.write_file(self._handle_host(handle), handle["node_dir"], name, data)
 
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
         self.host(handle["conn_id"]).op(

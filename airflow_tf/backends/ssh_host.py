@@ -10,6 +10,7 @@ import io
 import json
 import posixpath
 import shlex
+import shutil
 from typing import Any, Callable
 
 from airflow_tf.backends import bundle
@@ -50,6 +51,9 @@ class SSHHost:
     def sftp(self):
         if self._sftp is None or self._sftp.sock.closed:
             self._sftp = self.hook.get_conn().open_sftp()
+            # Without it a read on a link that went silent blocks until TCP gives up (~15 min),
+            # holding the trigger's thread; with it, it fails like a refused connection would.
+            self._sftp.get_channel().settimeout(self.hook.conn_timeout or 10.0)
         return self._sftp
 
     def close(self) -> None:
@@ -128,8 +132,29 @@ class SSHHost:
 
         return self.remote(f"stat {path}", stat)
 
-    def write(self, path: str, data: bytes, what: str) -> None:
-        self.remote(what, lambda: self.sftp().putfo(io.BytesIO(data), path))
+    def write(self, path: str, data, what: str, mode: int | None = None) -> None:
+        """Write bytes or a file object's content (streamed) to ``path``."""
+
+        def write():
+            source = io.BytesIO(data) if isinstance(data, bytes) else data
+            source.seek(0)  # from the start again when a dropped connection is retried
+            sftp = self.sftp()
+            if mode is None:
+                sftp.putfo(source, path)
+                return
+            # The mode is set before any byte is written: the content is never readable by others.
+            with sftp.open(path, "wb") as f:
+                f.chmod(mode)
+                f.set_pipelined(True)
+                shutil.copyfileobj(source, f, 1 << 20)
+
+        self.remote(what, write)
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        """Write a temporary file, then rename it over ``path``: readers see old or new, whole."""
+        tmp = f"{path}.tmp"
+        self.write(tmp, data, f"writing {path}", mode=0o600)
+        self.remote(f"renaming {tmp}", lambda: self.sftp().posix_rename(tmp, path))
 
     def read_json(self, path: str) -> dict | None:
         data = self.read(path)
@@ -145,6 +170,11 @@ class SSHHost:
             if root.startswith("~/"):
                 home = self.remote("resolving ~", lambda: self.sftp().normalize("."))
                 root = posixpath.join(home, root[2:])
+                from airflow_tf.cluster.checks import SHELL_SAFE
+
+                if not set(root) <= SHELL_SAFE:  # the home directory reaches the launch wrapper's shell too
+                    raise SSHBackendError(f"{self.where()}: remote_root {self._remote_root!r} resolves to {root!r}, "
+                                          "which a shell would interpret; give remote_root as an absolute path")
             self._root = root
         return self._root
 

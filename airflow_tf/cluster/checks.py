@@ -18,12 +18,17 @@ def describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def check_positive_int(field: str, value: Any) -> int:
+def check_positive_int(field: str, value: Any, maximum: str | None = None) -> int:
+    """An int >= 1; ``maximum`` names the ``[airflow_tf]`` limit it must not exceed (``cluster.limits``)."""
     # bool is an int subclass; True nodes is a typo, not a count.
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{field} must be an integer >= 1, got {describe(value)}")
     if value < 1:
         raise SpecError(f"{field} must be an integer >= 1, got {value}")
+    if maximum is not None:
+        from airflow_tf.cluster.limits import check_limit
+
+        check_limit(field, value, maximum)
     return value
 
 
@@ -33,11 +38,11 @@ def check_non_negative_int(field: str, value: Any) -> int:
     return value
 
 
-def coerce_positive_int(field: str, value: Any) -> int:
+def coerce_positive_int(field: str, value: Any, maximum: str | None = None) -> int:
     """Like check_positive_int, but accepts the digit strings a rendered template produces."""
-    if isinstance(value, str) and value.strip().removeprefix("-").isdecimal():
+    if isinstance(value, str) and value.strip().removeprefix("-").isdecimal() and len(value.strip()) < 20:
         value = int(value.strip())
-    return check_positive_int(field, value)
+    return check_positive_int(field, value, maximum)
 
 
 def check_positive_number(field: str, value: Any) -> float:
@@ -60,6 +65,14 @@ def check_choice(field: str, value: Any, choices: type[E]) -> E:
         raise SpecError(f"{field} must be one of {[c.value for c in choices]}, got {value!r}") from None
 
 
+def check_no_nul(field: str, value: str) -> str:
+    """No NUL byte: it cannot pass through argv, the environment or a file name, and truncates
+    the value silently where C code reads it."""
+    if "\0" in value:
+        raise SpecError(f"{field} must not contain a NUL byte (\\x00), got {value!r}")
+    return value
+
+
 def check_string_list(field: str, value: Any, *, allow_none: bool = True) -> list[str]:
     if value is None and allow_none:
         return []
@@ -68,7 +81,26 @@ def check_string_list(field: str, value: Any, *, allow_none: bool = True) -> lis
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
             raise SpecError(f"{field}[{i}] must be a non-empty string, got {describe(item)}")
+        check_no_nul(f"{field}[{i}]", item)
     return list(value)
+
+
+# What a path or program name handed to a remote shell may contain: a shell gives none of these
+# a meaning, inside double quotes or not ($, `, ", ', \\, spaces, globs and ; | & < > never pass).
+SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-@%,=:")
+
+
+def check_shell_safe(field: str, value: Any, what: str) -> str:
+    """A path or name that reaches a remote shell: only ``SHELL_SAFE`` characters (plus a
+    leading ``~/``), so that no quoting, by us or by a wrapper we do not own, can go wrong."""
+    body = value[2:] if isinstance(value, str) and value.startswith("~/") else value
+    if not isinstance(value, str) or not body or not set(body) <= SHELL_SAFE:
+        bad = sorted(set(body) - SHELL_SAFE) if isinstance(body, str) else []
+        raise SpecError(
+            f"{field} must be {what} made of letters, digits and / . _ + - @ % , = : only"
+            f"{f' (not {bad!r})' if bad else ''}, got {value!r}"
+        )
+    return value
 
 
 def check_name(field: str, value: Any, what: str, allowed: str = "_.:-") -> str:
@@ -81,10 +113,12 @@ def check_name(field: str, value: Any, what: str, allowed: str = "_.:-") -> str:
 def check_source(source_directory: Any, entry_script: Any, field: str = "entry_script") -> None:
     if not isinstance(source_directory, (str, os.PathLike)) or not str(source_directory):
         raise SpecError(f"source_directory must be a path to a directory, got {describe(source_directory)}")
+    check_no_nul("source_directory", str(source_directory))
     if not os.path.isdir(source_directory):
         raise SpecError(f"source_directory must be an existing directory, got {str(source_directory)!r}")
     if not isinstance(entry_script, str) or not entry_script:
         raise SpecError(f"{field} must be a path relative to source_directory, got {describe(entry_script)}")
+    check_no_nul(field, entry_script)
     root = os.path.realpath(source_directory)
     script = os.path.realpath(os.path.join(root, entry_script))
     if os.path.isabs(entry_script) or os.path.commonpath([root, script]) != root or script == root:

@@ -45,16 +45,34 @@ class DistributedBackend(enum.StrEnum):
 MPIRUN_OWNED = frozenset({
     "-np", "--np", "-n", "-c", "-H", "--host", "-host", "--hostfile", "-hostfile", "--machinefile",
     "-machinefile", "--default-hostfile", "--app", "--map-by", "--bind-to",
+    "-N", "-npernode", "--npernode", "-npersocket", "--npersocket", "--ppr", "-ppr", "--rank-by", "-rf",
+    "--rankfile", "-rankfile",
 })
+# Short options OpenMPI also reads glued to their value: "-np4", "-n4", "-c4", "-Hhost1".
+_GLUED = ("-np", "-n", "-c", "-N", "-H")
+
+
+def _owned_name(option: str) -> str | None:
+    name = option.split("=", 1)[0]
+    if name in MPIRUN_OWNED:
+        return name
+    for short in _GLUED:
+        rest = option[len(short):]
+        if option.startswith(short) and rest and (rest.isdecimal() or short == "-H"):
+            return short
+    return None
 
 
 def check_mpirun_options(value: Any) -> list[str]:
     options = check_string_list("mpirun_options", value)
     for option in options:
-        name = option.split("=", 1)[0]
-        if name in MPIRUN_OWNED:
+        if option == "--":
+            raise SpecError("mpirun_options may not contain '--': it separates mpirun's options from the rank "
+                            "command the plan adds")
+        name = _owned_name(option)
+        if name:
             raise SpecError(
-                f"mpirun_options may not set {name!r}: the plan owns the rank layout "
+                f"mpirun_options may not set {name!r} (from {option!r}): the plan owns the rank layout "
                 f"({', '.join(sorted(MPIRUN_OWNED))}); use node_count and process_count_per_node"
             )
     for flag, exported in zip(options, options[1:]):
@@ -169,7 +187,9 @@ def _gloo(spec, hosts, slots, free_ports) -> tuple[HorovodRendezvous, list[list[
     layout = ",".join(f"{name}:{count}" for name, count in zip(hostnames, slots))
     per_node[0].append(ProcessPlan(
         label="node 0 rendezvous", kind=ProcessKind.RENDEZVOUS, port=port, daemon=True,
-        command=[*RENDEZVOUS_MODULE, "--port", str(port), "--hosts", layout, "--start-timeout", str(spec.start_timeout)],
+        # --address: what every rank is told to connect to; the server listens there only.
+        command=[*RENDEZVOUS_MODULE, "--address", hosts[0], "--port", str(port), "--hosts", layout,
+                 "--start-timeout", str(spec.start_timeout)],
     ))
     return HorovodRendezvous(address=hosts[0], port=port, timeout_s=spec.start_timeout, slots=list(slots)), per_node
 
@@ -179,7 +199,8 @@ def _mpi(spec, hosts, slots) -> list[list[ProcessPlan]]:
         "-np", str(sum(slots)),
         "--bind-to", "none", "--map-by", "slot",
         # Exported to every rank on every host (mpirun -x): the job id marks them as ours.
-        *[arg for name in sorted({"AIRFLOW_TF_JOB_ID", *COMMON_ENV, *spec.environment_variables})
+        *[arg for name in sorted({"AIRFLOW_TF_JOB_ID", *COMMON_ENV, *spec.environment_variables,
+                                  *spec.secret_environment_variables})
           for arg in ("-x", name)],
     ]
     if spec.network_interface:

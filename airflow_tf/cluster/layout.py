@@ -15,7 +15,8 @@ def node_plan(spec: TrainingSpec, job_id: str, node_index: int, host: str, proce
     return NodePlan(
         job_id=job_id, node_index=node_index, node_count=spec.node_count, host=host, script=spec.entry_script,
         script_args=script_argv(spec.script_params), env={**COMMON_ENV, **(env or {})}, processes=processes,
-        pip_packages=list(spec.pip_packages), gpus=gpus,
+        pip_packages=list(spec.pip_packages), pip_index_url=spec.pip_index_url,
+        pip_extra_index_urls=list(spec.pip_extra_index_urls), pip_trusted_hosts=list(spec.pip_trusted_hosts), gpus=gpus,
     )
 
 
@@ -24,4 +25,5 @@ def job_plan(spec: TrainingSpec, job_id: str, strategy: Strategy, success_rule: 
     return JobPlan(
         job_id=job_id, strategy=strategy, success_rule=success_rule, source_directory=spec.source_directory,
         cluster=cluster, environment_names=sorted(spec.environment_variables), nodes=nodes,
+        secret_names=sorted(spec.secret_environment_variables),
     )

@@ -24,6 +24,7 @@ from airflow_tf.cluster.checks import (
 )
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.layout import job_plan, node_plan
+from airflow_tf.cluster.limits import check_limit
 from airflow_tf.cluster.params import script_argv
 from airflow_tf.cluster.plan import ClusterPlan, JobPlan, ProcessPlan, Role, Strategy, SuccessRule
 from airflow_tf.cluster.ports import assign_ports
@@ -53,6 +54,7 @@ def check_ps_layout(fields: Mapping[str, Any]) -> None:
     tasks = 1 + workers + ps + (1 if fields.get("evaluator") else 0)
     described = (f"{tasks} tasks (chief + {workers} workers + {ps} ps"
                  f"{' + evaluator' if fields.get('evaluator') else ''})")
+    check_limit(f"the job's task count, {described},", tasks, "max_world_size")
     if node_count > tasks:
         raise SpecError(f"node_count is {node_count} but there are only {described}; lower node_count or add workers")
     if limit is not None and -(-tasks // node_count) > limit:
@@ -87,8 +89,8 @@ class ParameterServerSpec(TrainingSpec):
     evaluator_script: str | None = None
 
     FIELD_CHECKS = {
-        "worker_count": lambda v: check_positive_int("worker_count", v),
-        "parameter_server_count": lambda v: check_positive_int("parameter_server_count", v),
+        "worker_count": lambda v: check_positive_int("worker_count", v, "max_world_size"),
+        "parameter_server_count": lambda v: check_positive_int("parameter_server_count", v, "max_world_size"),
         "evaluator": lambda v: check_bool("evaluator", v),
         "max_worker_restarts": lambda v: check_non_negative_int("max_worker_restarts", v),
         "server_mode": lambda v: check_choice("server_mode", v, ServerMode),

@@ -114,6 +114,9 @@ class NodePlan:
     env: dict[str, str]  # plan-owned environment common to every process (never the user's values)
     processes: list[ProcessPlan]
     pip_packages: list[str] = dataclasses.field(default_factory=list)  # installed by the node runtime
+    pip_index_url: str | None = None  # pip's --index-url for them (None: pip's default)
+    pip_extra_index_urls: list[str] = dataclasses.field(default_factory=list)  # --extra-index-url
+    pip_trusted_hosts: list[str] = dataclasses.field(default_factory=list)  # --trusted-host
     gpus: int = 0  # GPUs the node needs (0: a CPU node); e.g. Docker device requests
 
     @property
@@ -140,6 +143,9 @@ class JobPlan:
     cluster: ClusterPlan
     environment_names: list[str]  # the user's environment variables: names only, values at launch
     nodes: list[NodePlan]
+    # secret_environment_variables: names only; their references stay in the DAG, values are
+    # resolved by each launch and handed to its node outside node.json.
+    secret_names: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def world_size(self) -> int:

@@ -16,12 +16,16 @@ from typing import Any, Callable, ClassVar
 from airflow_tf.cluster.checks import (
     SCALAR_TYPES,
     check_bool,
+    check_no_nul,
     check_positive_int,
     check_source,
     check_string_list,
     describe,
 )
 from airflow_tf.cluster.errors import SpecError
+from airflow_tf.cluster.limits import check_limit
+from airflow_tf.cluster.pip import check_pip_hosts, check_pip_packages, check_pip_url, check_pip_urls
+from airflow_tf.cluster.secrets import check_disjoint, check_secret_environment
 
 # Names the plan owns: letting a user set them would silently break the cluster wiring.
 RESERVED_ENV = frozenset({"TF_CONFIG", "CUDA_VISIBLE_DEVICES"})
@@ -40,27 +44,44 @@ def check_script_params(value: Any) -> dict[str, Any] | list[str]:
                 raise SpecError(
                     f"script_params[{key!r}] must be a scalar (str, int, float, bool) or None, got {describe(item)}"
                 )
+            check_no_nul(f"script_params key {key!r}", key)
+            if isinstance(item, str):
+                check_no_nul(f"script_params[{key!r}]", item)
         return dict(value)
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             if not isinstance(item, SCALAR_TYPES):
                 raise SpecError(f"script_params[{i}] must be a scalar (str, int, float, bool), got {describe(item)}")
+            if isinstance(item, str):
+                check_no_nul(f"script_params[{i}]", item)
         return [str(item) for item in value]
-    raise SpecError(f"script_params must be a dict of flag -> scalar or a list of arguments, got {describe(value)}")
+    raise SpecError(f"script_params must be a dict of flag -> scalar or a list of arguments, got {describe(value)}"
+                    + (RENDERED_TO_STRING if isinstance(value, str) else ""))
+
+
+# A whole-dict template ("{{ params.script_params }}") renders to the dict's text unless the DAG
+# renders templates as Python objects.
+RENDERED_TO_STRING = (
+    ". A templated dict renders to a string unless the DAG sets render_template_as_native_obj=True: set it "
+    "on the DAG, or template the values one by one ({'--lr': '{{ params.lr }}'})"
+)
 
 
 def check_environment(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise SpecError(f"environment_variables must be a dict of name -> string, got {describe(value)}")
+        raise SpecError(f"environment_variables must be a dict of name -> string, got {describe(value)}"
+                        + (RENDERED_TO_STRING if isinstance(value, str) else ""))
     for key, item in value.items():
-        if not isinstance(key, str) or not key or "=" in key:
-            raise SpecError(f"environment_variables keys must be non-empty names without '=', got {describe(key)}")
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise SpecError(f"environment_variables keys must be non-empty names without '=' or NUL, "
+                            f"got {describe(key)}")
         if key.startswith(RESERVED_ENV_PREFIXES) or key in RESERVED_ENV:
             raise SpecError(f"environment_variables[{key!r}] is set by airflow-tf's plan and cannot be overridden")
         if not isinstance(item, SCALAR_TYPES):
             raise SpecError(f"environment_variables[{key!r}] must be a scalar, got {describe(item)}")
+        check_no_nul(f"environment_variables[{key!r}]", str(item))
     return {key: str(item) for key, item in value.items()}
 
 
@@ -77,16 +98,26 @@ class TrainingSpec:
     conda_packages: list[str] = dataclasses.field(default_factory=list)
     use_gpu: bool = False
     environment_variables: dict[str, str] = dataclasses.field(default_factory=dict)
+    # name -> reference to an Airflow secret (cluster/secrets.py); values resolved at launch only.
+    secret_environment_variables: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Where pip_packages come from (pip's --index-url / --extra-index-url / --trusted-host).
+    pip_index_url: str | None = None
+    pip_extra_index_urls: list[str] = dataclasses.field(default_factory=list)
+    pip_trusted_hosts: list[str] = dataclasses.field(default_factory=list)
 
     # Field -> check returning the normalised value. Subclasses add theirs (merged along the MRO).
     FIELD_CHECKS: ClassVar[dict[str, Callable[[Any], Any]]] = {
-        "node_count": lambda v: check_positive_int("node_count", v),
-        "process_count_per_node": lambda v: check_positive_int("process_count_per_node", v),
+        "node_count": lambda v: check_positive_int("node_count", v, "max_node_count"),
+        "process_count_per_node": lambda v: check_positive_int("process_count_per_node", v, "max_processes_per_node"),
         "script_params": check_script_params,
-        "pip_packages": lambda v: check_string_list("pip_packages", v),
+        "pip_packages": check_pip_packages,
+        "pip_index_url": lambda v: None if v is None else check_pip_url("pip_index_url", v),
+        "pip_extra_index_urls": lambda v: check_pip_urls("pip_extra_index_urls", v),
+        "pip_trusted_hosts": check_pip_hosts,
         "conda_packages": lambda v: check_string_list("conda_packages", v),
         "use_gpu": lambda v: check_bool("use_gpu", v),
         "environment_variables": check_environment,
+        "secret_environment_variables": check_secret_environment,
     }
 
     @classmethod
@@ -101,6 +132,16 @@ class TrainingSpec:
         """Cross-field rules over the fields given (templated ones are absent until rendered)."""
         if "source_directory" in fields and "entry_script" in fields:
             check_source(fields["source_directory"], fields["entry_script"])
+        nodes, per_node = fields.get("node_count"), fields.get("process_count_per_node", 1)
+        if isinstance(nodes, int) and isinstance(per_node, int):  # not templated: known now
+            check_limit(f"node_count x process_count_per_node ({nodes} x {per_node})", nodes * per_node,
+                        "max_world_size")
+        index = [name for name in ("pip_index_url", "pip_extra_index_urls", "pip_trusted_hosts") if fields.get(name)]
+        if index and "pip_packages" in fields and not fields["pip_packages"]:
+            raise SpecError(f"{', '.join(index)}: applies only to pip_packages, which is empty; add the packages "
+                            "or drop the option")
+        if isinstance(fields.get("environment_variables"), Mapping):
+            check_disjoint(fields["environment_variables"], fields.get("secret_environment_variables") or {})
 
     @classmethod
     def validate_fields(cls, fields: Mapping[str, Any], *, skip: frozenset[str] | set[str] = frozenset()) -> None:

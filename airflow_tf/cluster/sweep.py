@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_tf.cluster.errors import SpecError
+from airflow_tf.cluster.limits import check_limit, limit
 from airflow_tf.cluster.spec import SCALAR_TYPES
 
 MODES = ("max", "min")
@@ -31,12 +33,32 @@ def trials(grid: Mapping[str, list[Any]], *, sample: int | None = None, seed: in
     """Every combination in key order, or ``sample`` of them drawn without replacement (seeded,
     so a DAG file parses to the same trials every time)."""
     grid = check_grid(grid)
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    size = math.prod(len(values) for values in grid.values())
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SpecError(f"seed must be an integer, got {seed!r}")
     if sample is None:
-        return combos
-    if isinstance(sample, bool) or not isinstance(sample, int) or not 1 <= sample <= len(combos):
-        raise SpecError(f"sample must be an integer in 1..{len(combos)} (the grid's size), got {sample!r}")
-    return random.Random(seed).sample(combos, sample)
+        # Each trial is a training group built at every DAG parse: bounded, like node_count.
+        if size > limit("max_sweep_trials"):
+            raise SpecError(f"grid has {size} combinations, more than max_sweep_trials={limit('max_sweep_trials')} "
+                            "([airflow_tf] max_sweep_trials): set sample=N to run N of them, shrink the grid, "
+                            "or raise that setting")
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    if isinstance(sample, bool) or not isinstance(sample, int) or not 1 <= sample <= size:
+        raise SpecError(f"sample must be an integer in 1..{size} (the grid's size), got {sample!r}")
+    check_limit("sample", sample, "max_sweep_trials")
+    # Draw indexes, not combinations: a huge grid is never materialised.
+    picks = random.Random(seed).sample(range(size), sample)
+    keys, lists = list(grid), list(grid.values())
+    return [dict(zip(keys, _combination(lists, index))) for index in picks]
+
+
+def _combination(lists: list[list[Any]], index: int) -> list[Any]:
+    """The ``index``-th item of ``itertools.product(*lists)``."""
+    values = []
+    for options in reversed(lists):
+        index, position = divmod(index, len(options))
+        values.append(options[position])
+    return values[::-1]
 
 
 def best_trial(results: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:

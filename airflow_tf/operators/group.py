@@ -23,6 +23,7 @@ from airflow_tf.operators.nodes import (
     TeardownTrainingJobOperator,
     WaitForTrainingJobOperator,
 )
+from airflow_tf.operators.options import caller_folder, check_seconds, resolve_source_directory
 
 # Which spec fields may be Jinja templates (set per run from DAG Params / conf): the plan task's.
 TEMPLATED_FIELDS = PlanTrainingJobOperator.template_fields
@@ -36,6 +37,7 @@ def _is_template(value: Any) -> bool:
 BASE_OPTIONS = frozenset({
     "source_directory", "entry_script", "script_params", "node_count", "process_count_per_node", "pip_packages",
     "conda_packages", "use_gpu", "environment_variables", "backend", "poll_interval", "timeout", "model_asset",
+    "error_budget",
 })
 
 
@@ -78,6 +80,7 @@ class TrainingTaskGroup(TaskGroup):
         poll_interval: float | None = None,
         timeout: float | None = None,
         model_asset: Any = None,
+        error_budget: float | None = None,
         **options: Any,
     ):
         spec_class = PLANNERS[JobKind(self.strategy)][0]
@@ -92,7 +95,8 @@ class TrainingTaskGroup(TaskGroup):
             hint = "; ".join(f"did you mean {h[0]!r} for {name!r}?" for name, h in hints.items() if h)
             raise SpecError(f"{type(self).__name__} got unknown option(s) {unknown}. {hint} Allowed: {allowed}")
         fields = {
-            "source_directory": source_directory,
+            # Relative: against the DAG file's folder, not the working directory (operators/options.py).
+            "source_directory": resolve_source_directory(source_directory, caller_folder()),
             "entry_script": entry_script,
             "script_params": script_params,
             "node_count": node_count,
@@ -112,12 +116,12 @@ class TrainingTaskGroup(TaskGroup):
                 "conda_packages is not supported: nodes get per-job packages through pip_packages; "
                 "put conda packages into the node's image or environment"
             )
-        if poll_interval is not None and (isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float))
-                                          or poll_interval <= 0):
-            raise SpecError(f"poll_interval must be a number of seconds > 0 (or None: [airflow_tf] poll_interval), "
-                            f"got {poll_interval!r}")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise SpecError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+        check_seconds("poll_interval", poll_interval, "None: [airflow_tf] poll_interval")
+        check_seconds("timeout", timeout, "None: no timeout")
+        if error_budget is not None and (isinstance(error_budget, bool) or not isinstance(error_budget, (int, float))
+                                         or error_budget <= 0):
+            # Seconds of consecutive backend errors the wait rides out (docs/reliability.md).
+            raise SpecError(f"error_budget must be a number of seconds > 0 (or None: 60), got {error_budget!r}")
         if backend is None:
             backend = LocalBackend()
         if not isinstance(backend, Backend):
@@ -126,6 +130,7 @@ class TrainingTaskGroup(TaskGroup):
         super().__init__(group_id=task_id, **group_kwargs)
         self.backend = backend
         self.model_asset = _as_asset(model_asset)
+        self.error_budget = error_budget
         self._build(fields, poll_interval=poll_interval, timeout=timeout)
 
     def _build(self, fields: dict[str, Any], *, poll_interval: float | None, timeout: float | None) -> None:
@@ -145,10 +150,13 @@ class TrainingTaskGroup(TaskGroup):
             launch = LaunchNodeOperator.partial(
                 task_id="launch", backend=backend, source_directory=fields["source_directory"],
                 plan_task_id=plan.task_id, environment_variables=fields["environment_variables"] or {},
+                secret_environment_variables=fields.get("secret_environment_variables") or {},
             ).expand(node=plan.output)
             wait = WaitForTrainingJobOperator(
                 task_id="wait", handles=launch.output, backend=backend, plan_task_id=plan.task_id,
                 poll_interval=poll_interval, timeout=timeout, model_asset=self.model_asset,
+                error_budget=self.error_budget,
+                secret_environment_variables=fields.get("secret_environment_variables") or {},
             )
             teardown = TeardownTrainingJobOperator(
                 task_id="teardown", backend=backend, plan_task_id=plan.task_id, wait_task_id=wait.task_id,

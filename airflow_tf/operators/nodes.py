@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_tf import config
 from airflow_tf.backends.base import Backend
@@ -19,7 +19,9 @@ from airflow_tf.cluster.checks import coerce_positive_int
 from airflow_tf.cluster.plan import ClusterPlan, NodeLaunch, NodePlan
 from airflow_tf.cluster.registry import PLANNERS, JobKind
 from airflow_tf.cluster.spec import check_environment
+from airflow_tf.operators.secrets import mask, resolve
 from airflow_tf.results.progress import metrics_files
+from airflow_tf.runtime.launcher import LOG_FAILED
 
 PLAN_XCOM_KEY = "plan"  # the whole job plan, for people (UI) and the wait / teardown tasks
 CLUSTER_XCOM_KEY = "cluster"  # the cluster alone: what each launch task needs besides its node
@@ -33,7 +35,20 @@ def job_id_for(dag_id: str, run_id: str, group_id: str) -> str:
     return f"{readable}-{digest}"
 
 
-class PlanTrainingJobOperator(BaseOperator):
+class MasksEnvironment:
+    """The user's ``environment_variables`` values are masked as soon as they are rendered, so
+    the rendered-fields view and the task log show ``***`` (Airflow's masker; it skips values
+    shorter than its minimum length)."""
+
+    environment_variables: Any
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        super().render_template_fields(context, jinja_env)  # type: ignore[misc]
+        if isinstance(self.environment_variables, dict):
+            mask(str(value) for value in self.environment_variables.values())
+
+
+class PlanTrainingJobOperator(MasksEnvironment, BaseOperator):
     """Render the spec (node_count and script_params may be templates) and plan every node.
 
     Its return value is the list of node plans (TF_CONFIG included, readable in the UI), which
@@ -62,6 +77,8 @@ class PlanTrainingJobOperator(BaseOperator):
             script_params=self.script_params,
             environment_variables=self.environment_variables,
         )
+        # Every secret reference must resolve before any node starts (the values are not kept).
+        resolve(spec.secret_environment_variables)
         backend = Backend.deserialize(self.backend)
         hosts = backend.hosts(spec.node_count)
         job_id = job_id_for(context["dag"].dag_id, context["run_id"], self.job_name)
@@ -81,7 +98,7 @@ class PlanTrainingJobOperator(BaseOperator):
         return data["nodes"]
 
 
-class LaunchNodeOperator(BaseOperator):
+class LaunchNodeOperator(MasksEnvironment, BaseOperator):
     """Start one node detached through the backend; return its handle. Takes seconds, not hours.
 
     The user's environment values come from this task's own templated field, never from the
@@ -92,8 +109,10 @@ class LaunchNodeOperator(BaseOperator):
     ui_color = "#fdf6e3"
 
     def __init__(self, *, node: Any, backend: dict[str, Any], source_directory: str, plan_task_id: str,
-                 environment_variables: Any = None, **kwargs):
+                 environment_variables: Any = None, secret_environment_variables: dict[str, str] | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.secret_environment_variables = secret_environment_variables or {}
         self.node = node
         self.backend = backend
         self.source_directory = source_directory
@@ -104,7 +123,8 @@ class LaunchNodeOperator(BaseOperator):
         node = NodePlan.from_json(self.node)
         cluster = ClusterPlan.from_json(context["ti"].xcom_pull(task_ids=self.plan_task_id, key=CLUSTER_XCOM_KEY))
         launch = NodeLaunch(node, cluster, check_environment(self.environment_variables))
-        handle = Backend.deserialize(self.backend).start(launch, self.source_directory)
+        secrets = resolve(self.secret_environment_variables)  # looked up now, handed over, kept nowhere
+        handle = Backend.deserialize(self.backend).start(launch, self.source_directory, secrets=secrets)
         labels = ", ".join(process.label for process in node.processes)
         self.log.info("node %s started on %s (%s): %s", node.node_index, node.host, labels, handle)
         return handle
@@ -117,16 +137,20 @@ class WaitForTrainingJobOperator(BaseOperator):
     ui_color = "#eaf7ea"
 
     def __init__(self, *, handles: Any, backend: dict[str, Any], plan_task_id: str, poll_interval: float | None = None,
-                 timeout: float | None = None, model_asset: Any = None, **kwargs):
+                 timeout: float | None = None, model_asset: Any = None,
+                 secret_environment_variables: dict[str, str] | None = None, error_budget: float | None = None,
+                 **kwargs):
         if model_asset is not None:
             kwargs["outlets"] = [*kwargs.get("outlets", []), model_asset]
         super().__init__(**kwargs)
+        self.error_budget = error_budget  # None: the trigger's default (DEFAULT_ERROR_BUDGET_S)
         self.model_asset = model_asset
         self.handles = handles
         self.backend = backend
         self.plan_task_id = plan_task_id
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.secret_environment_variables = secret_environment_variables or {}
 
     def execute(self, context) -> None:
         from datetime import timedelta
@@ -145,15 +169,25 @@ class WaitForTrainingJobOperator(BaseOperator):
                 poll_interval=self.poll_interval or config.poll_interval(),
                 stop_grace_s=config.stop_grace_seconds(),
                 metrics_files=[metrics_files(node, plan["cluster"]["world_size"]) for node in plan["nodes"]],
+                # References only: the trigger looks the values up itself to mask node log lines.
+                secret_references=self.secret_environment_variables,
+                **({"error_budget_s": self.error_budget} if self.error_budget is not None else {}),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,
         )
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("message"):
+            # The trigger could not tell how the job is doing (nodes unreachable past the error
+            # budget, or out of its sight): no node is known to have failed. Unreachable may pass,
+            # so that one is retryable (a retry resumes watching); out of sight is not.
+            raise (AirflowException if event.get("retryable") else AirflowFailException)(event["message"])
         if event["status"] != "success":
             node, code = event["failed_node"], event["exit_code"]
             how = f"exited with code {code}" if code is not None else "ended without an exit code (its runtime was killed)"
+            if code == LOG_FAILED:
+                how += " (its log could not be written: disk full, or its directory was removed)"
             tail = "\n".join(event.get("tail") or ["<no output>"])
             # A training failure is not transient for this task: retrying the wait cannot help.
             raise AirflowFailException(

@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_tf.cluster.errors import SpecError
 
+MAX_SAMPLES = 100_000  # random inputs compared in one process: beyond this, memory, not accuracy
 TF_NOISE = ("oneDNN", "absl::", "cpu_feature_guard", "rebuild TensorFlow", "I0000 ", "W0000 ")
 
 
@@ -42,8 +43,15 @@ class OnnxExportOperator(BaseOperator):
             raise SpecError(f"tolerance must be a number > 0, got {tolerance!r}")
         if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 21:
             raise SpecError(f"opset must be an integer in 7..21, got {opset!r}")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise SpecError(f"samples must be an integer >= 1, got {samples!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+            raise SpecError(f"samples must be an integer in 1..{MAX_SAMPLES}, got {samples!r}")
+        if not (isinstance(model_path, (str, dict)) or hasattr(model_path, "resolve")) or model_path in ("", {}):
+            raise SpecError("model_path must be a model file path, a training group's results (train.output) "
+                            f"or a template, got {model_path!r}")
+        for field, value in (("output_path", output_path), ("reference_model_path", reference_model_path),
+                             ("python", python)):
+            if value is not None and (not isinstance(value, str) or not value.strip() or "\0" in value):
+                raise SpecError(f"{field} must be a path (a non-empty string without NUL) or None, got {value!r}")
         super().__init__(**kwargs)
         self.model_path = model_path
         self.output_path = output_path

@@ -25,10 +25,13 @@ from airflow_tf.runtime import node_files, procfs
 from airflow_tf.runtime.rank_env import process_env
 
 POLL_S = 0.1
+# The node's code when its log could not be written (disk full, directory gone): EX_IOERR.
+LOG_FAILED = 74
 
 
 class Node:
-    def __init__(self, launch: dict, node_dir: str, workdir: str, output_dir: str, grace_s: float):
+    def __init__(self, launch: dict, node_dir: str, workdir: str, output_dir: str, grace_s: float,
+                 secrets: dict[str, str] | None = None):
         self.spec = launch["node"]
         self.cluster = launch["cluster"]
         self.environment = dict(launch.get("environment") or {})
@@ -42,10 +45,12 @@ class Node:
         self.pumps: list[threading.Thread] = []
         self.out_lock = threading.Lock()
         self.stop_signal: int | None = None
+        self.log_error: Exception | None = None
+        self.secrets = dict(secrets or {})
 
     def _env(self, rank: dict) -> dict:
         env = dict(os.environ)
-        env.update(process_env(self.spec, rank, self.cluster, self.environment))
+        env.update(process_env(self.spec, rank, self.cluster, {**self.environment, **self.secrets}))
         # The user's PYTHONPATH adds to the runtime's (and the per-job packages come first).
         paths = [self.packages_dir, self.environment.get("PYTHONPATH"), os.environ.get("PYTHONPATH")]
         if any(paths):
@@ -63,20 +68,27 @@ class Node:
                 env.setdefault("NCCL_SOCKET_IFNAME", iface)
         return env
 
+    def _write(self, data: bytes) -> None:
+        """Into the node's log. When the log cannot be written (disk full, directory removed) the
+        output is dropped, never left in a pipe: a rank blocked on a full pipe would hang the node
+        forever. The main loop then fails the node (LOG_FAILED)."""
+        with self.out_lock:
+            if self.log_error is not None:
+                return
+            try:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            except (OSError, ValueError) as exc:
+                self.log_error = exc
+
     def _pump(self, label: str, stream) -> None:
         prefix = f"[{label}] ".encode()
         for line in iter(stream.readline, b""):
-            if not line.endswith(b"\n"):
-                line += b"\n"
-            with self.out_lock:
-                sys.stdout.buffer.write(prefix + line)
-                sys.stdout.buffer.flush()
+            self._write(prefix + (line if line.endswith(b"\n") else line + b"\n"))
         stream.close()
 
     def say(self, message: str) -> None:
-        with self.out_lock:
-            sys.stdout.buffer.write(f"[node {self.spec['node_index']}] {message}\n".encode())
-            sys.stdout.buffer.flush()
+        self._write(f"[node {self.spec['node_index']}] {message}\n".encode())
 
     def _spawn(self, index: int) -> subprocess.Popen:
         rank = self.spec["processes"][index]
@@ -95,9 +107,14 @@ class Node:
     def start(self) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
         if self.spec.get("pip_packages"):
-            from airflow_tf.runtime.packages import ensure_env
+            from airflow_tf.runtime.packages import Interrupted, ensure_env, index_options
 
-            self.packages_dir = ensure_env(self.spec["pip_packages"], self.say)
+            try:
+                self.packages_dir = ensure_env(self.spec["pip_packages"], self.say, **index_options(self.spec),
+                                               should_stop=lambda: self.stop_signal is not None)
+            except Interrupted:  # a signal during the install: run() stops at once with its code
+                self.say("pip_packages: install stopped")
+                return
         self.procs = [self._spawn(index) for index in range(len(self.spec["processes"]))]
         self.restarts = [0] * len(self.procs)
         self.say(f"started {len(self.procs)} rank(s): pids {[p.pid for p in self.procs]}")
@@ -135,6 +152,9 @@ class Node:
                 self.say(f"received signal {self.stop_signal}, stopping ranks")
                 self.stop_ranks(self.stop_signal)
                 return 128 + self.stop_signal
+            if self.log_error is not None:
+                self.stop_ranks()
+                return LOG_FAILED
             codes = [p.poll() for p in self.procs]
             for index, code in enumerate(codes):
                 if code in (None, 0):
@@ -164,6 +184,23 @@ class Node:
             pump.join(timeout=5)
 
 
+def take_secrets(node_dir: str) -> dict[str, str]:
+    """The secret values the backend left for this node, and the file gone: they then live only
+    in this process's and its ranks' memory (and environment)."""
+    path = os.path.join(node_dir, node_files.SECRETS)
+    try:
+        with open(path) as f:
+            secrets = json.load(f)
+    except FileNotFoundError:
+        return {}
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return {str(k): str(v) for k, v in secrets.items()}
+
+
 def kill_leftovers_in_group() -> None:
     """SIGKILL processes a rank left behind in our process group (daemonised helpers and such)."""
     group = os.getpgid(0)
@@ -180,12 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
     args = parser.parse_args(argv)
     node_dir = os.path.abspath(args.node_dir)
+    # Everything the node and its ranks write (logs, metrics, models) is private to the job's user.
+    os.umask(0o077)
+    secrets = take_secrets(node_dir)  # first: the file must not outlive a launcher that fails early
     with open(os.path.join(node_dir, node_files.NODE_SPEC)) as f:
         launch = json.load(f)
     output_dir = os.path.abspath(args.output_dir or os.path.join(node_dir, os.pardir, node_files.OUTPUTS))
-    node = Node(launch, node_dir, os.path.abspath(args.workdir), output_dir, args.grace)
+    node = Node(launch, node_dir, os.path.abspath(args.workdir), output_dir, args.grace, secrets)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, node.on_signal)
+    # Room for the exit code, taken now: on a disk that fills up later it still gets written.
+    node_files.reserve_exit_code(node_dir)
     code = 1
     try:
         node.start()
@@ -196,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     finally:
         # Sweep first: a leftover holding a rank's stdout would stall finish() (5 s per pump), and
-        # the exit code must not announce the end while processes of the node still run.
+        # the exit code must not announce the end while processes of the node still run. Nothing
+        # before the code can fail (log writes never raise, joins time out) and the log is
+        # complete when it appears: the trigger reads the last lines after seeing it.
         kill_leftovers_in_group()
         node.finish()
         node.say(f"exit code {code}")

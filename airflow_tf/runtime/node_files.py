@@ -5,10 +5,12 @@ A job directory holds one directory per node and the chief's outputs::
     <job>/node-<i>/node.json        what the node runs (cluster.plan.NodeLaunch), written by the backend
     <job>/node-<i>/node.log         every process's output, prefixed with its label
     <job>/node-<i>/handle.json      the backend's handle (a retried launch finds the earlier try)
+    <job>/node-<i>/secrets.json     secret values (0600), gone once the launcher has read them
     <job>/node-<i>/exit_code        the node's exit code, written last and atomically by the launcher
     <job>/node-<i>/metrics-rank<r>.jsonl   one JSON line per epoch (training.log_metrics)
     <job>/node-<i>/model_path       the chief's saved model (training.save_model)
     <job>/node-<i>/tensorboard_dir  the chief's TensorBoard directory
+    <job>/node-0/watch_state.json   the wait trigger's offsets: a restarted trigger streams on from there
     <job>/outputs/                  the chief's outputs
 
 Backends, the launcher, the training helpers and the trigger all take the names from here.
@@ -27,6 +29,8 @@ HOSTFILE = "hostfile"  # MPI: written by hvd_mpirun on node 0
 MODEL_PATH = "model_path"
 TENSORBOARD_DIR = "tensorboard_dir"
 OUTPUTS = "outputs"  # a sibling of the node directories
+SECRETS = "secrets.json"  # secret_environment_variables' values: read and deleted by the launcher at start
+WATCH_STATE = "watch_state.json"  # node 0 only: what the wait trigger has streamed (its byte offsets)
 _METRICS = "metrics-rank{rank}.jsonl"
 
 # Node files are private to the job's user: node.json holds the user's environment values.
@@ -58,8 +62,28 @@ def write_atomic(path: str, text: str, mode: int = FILE_MODE) -> None:
     os.replace(tmp, path)
 
 
+_RESERVED = ".exit_code.reserved"
+
+
+def reserve_exit_code(node_dir: str) -> None:
+    """Allocate the exit-code file's block while there is room, so the code can be written on
+    a disk that has filled up since (it is rewritten in place, then renamed)."""
+    try:
+        write_atomic(os.path.join(node_dir, _RESERVED), " " * 32)
+    except OSError:
+        pass  # no room even now: write_exit_code tries the normal way
+
+
 def write_exit_code(node_dir: str, code: int) -> None:
-    write_atomic(os.path.join(node_dir, EXIT_CODE), f"{int(code)}\n")
+    reserved, path = os.path.join(node_dir, _RESERVED), os.path.join(node_dir, EXIT_CODE)
+    text = f"{int(code)}\n"
+    try:
+        with open(reserved, "r+") as f:  # in place: no new block needed
+            f.write(text)
+            f.truncate()
+        os.replace(reserved, path)
+    except OSError:
+        write_atomic(path, text)
 
 
 def parse_exit_code(text: str | bytes | None) -> int | None:

@@ -17,6 +17,11 @@ JOB_ID_VAR = "AIRFLOW_TF_JOB_ID"
 NODE_INDEX_VAR = "AIRFLOW_TF_NODE_INDEX"
 
 
+def markers(job_id: str, node_index: int) -> dict[str, str]:
+    """The environment that marks a process as the job's (every launcher and rank has it)."""
+    return {JOB_ID_VAR: job_id, NODE_INDEX_VAR: str(node_index)}
+
+
 def parse_stat(text: str | bytes | None) -> list[str] | None:
     """The fields of /proc/PID/stat after the command name (field 3, the state, comes first).
 

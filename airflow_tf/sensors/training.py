@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_tf.cluster.checks import check_name
 from airflow_tf.cluster.errors import SpecError
 
 
@@ -32,10 +33,14 @@ class TrainingCompletionSensor(BaseOperator):
     def __init__(self, *, external_dag_id: str, training_group_id: str = "train", external_run_id: str | None = None,
                  poke_interval: float = 5.0, **kwargs):
         for field, value in (("external_dag_id", external_dag_id), ("training_group_id", training_group_id)):
-            if not isinstance(value, str) or not value:
-                raise SpecError(f"{field} must be a non-empty string, got {value!r}")
-        if not isinstance(poke_interval, (int, float)) or poke_interval <= 0:
-            raise SpecError(f"poke_interval must be a number of seconds > 0, got {poke_interval!r}")
+            # Airflow's own id alphabet (a group id nested in another has dots: "outer.train").
+            check_name(field, value, "a DAG / task group id (letters, digits, _ . -)", allowed="_.-")
+        if external_run_id is not None and (not isinstance(external_run_id, str) or not external_run_id.strip()
+                                            or "\0" in external_run_id):
+            raise SpecError(f"external_run_id must be a run id string (or a template) or None, got {external_run_id!r}")
+        if isinstance(poke_interval, bool) or not isinstance(poke_interval, (int, float)) or not poke_interval > 0:
+            hint = " (a number, not a string)" if isinstance(poke_interval, str) else ""
+            raise SpecError(f"poke_interval must be a number of seconds > 0, got {poke_interval!r}{hint}")
         super().__init__(**kwargs)
         self.external_dag_id = external_dag_id
         self.training_group_id = training_group_id

@@ -31,6 +31,24 @@ def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "co
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _newer(timestamp: str | None, monotonic_then: float) -> bool:
+    """An API timestamp (ISO 8601) later than a ``time.monotonic()`` reading of this process."""
+    import datetime
+
+    if not timestamp:
+        return False
+    then = time.time() - (time.monotonic() - monotonic_then)
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() > then
+
+
 class AirflowServer:
     def __init__(self, home: str, bundles: dict[str, str]):
         self.home = home
@@ -55,6 +73,7 @@ class AirflowServer:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
         }
         self.proc: subprocess.Popen | None = None
+        self.replacements: list[subprocess.Popen] = []  # triggerers started by restart_triggerer
         self.token: str | None = None
 
     @property
@@ -91,7 +110,62 @@ class AirflowServer:
             return False
         return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "triggerer"))
 
+    def _triggerer_pid(self) -> int | None:
+        """The running triggerer: standalone's child, or the replacement restart_triggerer started."""
+        running = [p.pid for p in self.replacements if p.poll() is None]
+        if running:
+            return running[-1]
+        parents = {self.proc.pid}
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid in parents and b"triggerer" in cmdline:
+                return int(entry)
+        return None
+
+    def restart_triggerer(self, timeout: float = 90) -> float:
+        """Stop the triggerer the way a deploy does (SIGTERM, graceful), start a new one with the
+        same environment, and wait until it heartbeats. Returns how long no triggerer ran (s)."""
+        old = self._triggerer_pid()
+        assert old is not None, "no triggerer is running"
+        with open(f"/proc/{old}/environ", "rb") as f:
+            env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+        os.kill(old, signal.SIGTERM)
+        stopped = time.monotonic()
+        wait_until(lambda: not os.path.exists(f"/proc/{old}") or _zombie(old), 60, 0.1, what="the triggerer to stop")
+        log = open(os.path.join(self.home, f"triggerer-{len(self.replacements) + 1}.log"), "wb")
+        # Own session, stopped with the rest in stop(): standalone does not know about it.
+        self.replacements.append(subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "airflow"), "triggerer"],
+            env={k.decode(): v.decode() for k, v in env.items()}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ))
+        started = time.monotonic()
+
+        def heartbeating() -> bool:
+            try:
+                health = self.request("GET", "/api/v2/monitor/health")["triggerer"]
+            except (urllib.error.URLError, OSError, KeyError):
+                return False
+            return health.get("status") == "healthy" and _newer(health.get("latest_triggerer_heartbeat"), stopped)
+
+        wait_until(heartbeating, timeout, 0.2, what="the new triggerer to heartbeat")
+        return started - stopped
+
     def stop(self) -> None:
+        for proc in self.replacements:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # the group: a plain TERM orphans the scheduler
             try:

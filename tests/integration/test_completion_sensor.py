@@ -43,5 +43,5 @@ def test_sensor_settings_are_checked_at_parse_time():
     from airflow_tf import TrainingCompletionSensor
     from airflow_tf.cluster.errors import SpecError
 
-    with pytest.raises(SpecError, match="external_dag_id must be a non-empty string"):
+    with pytest.raises(SpecError, match=r"external_dag_id must be a DAG / task group id"):
         TrainingCompletionSensor(task_id="t", external_dag_id="")

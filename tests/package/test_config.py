@@ -16,6 +16,7 @@ import textwrap
 import pytest
 
 from airflow_tf import config
+from airflow_tf.cluster.limits import DEFAULTS as LIMITS
 from airflow_tf.cluster.errors import SpecError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,8 +42,9 @@ def test_airflow_env_var_sets_each_option(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW__AIRFLOW_TF__PACKAGE_CACHE", str(tmp_path / "envs"))
     monkeypatch.setenv("AIRFLOW__AIRFLOW_TF__POLL_INTERVAL", "2.5")
     monkeypatch.setenv("AIRFLOW__AIRFLOW_TF__STOP_GRACE_SECONDS", "0")
+    monkeypatch.setenv("AIRFLOW__AIRFLOW_TF__MAX_NODE_COUNT", "9000")
     assert config.settings() == {"job_root": str(tmp_path / "jobs"), "package_cache": str(tmp_path / "envs"),
-                                 "poll_interval": 2.5, "stop_grace_seconds": 0.0}
+                                 "poll_interval": 2.5, "stop_grace_seconds": 0.0, **LIMITS, "max_node_count": 9000}
     # The same value through Airflow's own API: it is an ordinary Airflow option.
     from airflow.configuration import conf
 
@@ -150,7 +152,7 @@ def test_without_airflow_the_environment_and_defaults_still_answer(tmp_path):
                       "-S")
     # The Airflow-style variable needs Airflow; the 0.1 variable and the defaults do not.
     assert got == {"job_root": str(tmp_path / "airflow_tf_jobs"), "package_cache": "/srv/envs",
-                   "poll_interval": 1.0, "stop_grace_seconds": 10.0}
+                   "poll_interval": 1.0, "stop_grace_seconds": 10.0, **LIMITS}
 
 
 def test_import_airflow_tf_config_is_cheap():

@@ -128,5 +128,7 @@ def test_airflow_cli_shows_the_full_provider_info_without_warnings(tmp_path):
     assert shown["documentation-url"] == DOCUMENTATION_URL
     assert shown["versions"] == [airflow_tf.__version__]
     assert set(shown["config"]["airflow_tf"]["options"]) == {"job_root", "package_cache", "poll_interval",
-                                                            "stop_grace_seconds"}
+                                                            "stop_grace_seconds", "max_node_count",
+                                                            "max_processes_per_node", "max_world_size",
+                                                            "max_sweep_trials"}
     assert listed(shown, "sensors") == {"airflow_tf.sensors.training"}

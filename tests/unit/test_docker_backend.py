@@ -47,7 +47,7 @@ IMAGE = "localhost/tf:1"
     ({"docker_urls": [SOCK], "environment": {"A": 1}}, "environment must be a dict of strings"),
     ({"docker_urls": [SOCK], "python": ""}, "python must be"),
     ({"docker_urls": [SOCK], "allow_shared_hosts": "no"}, "allow_shared_hosts must be True or False"),
-    ({"docker_urls": [SOCK, "tcp://gpu2:2375"]}, r"docker_urls\[0\] is a local Docker daemon next to remote ones"),
+    ({"docker_urls": [SOCK, "https://gpu2:2376"]}, r"docker_urls\[0\] is a local Docker daemon next to remote ones"),
     ({"docker_urls": [SOCK], "host_addresses": ["a", "b"]}, "one address per daemon"),
     ({"docker_urls": [SOCK], "timeout": 0}, "timeout must be"),
 ])
@@ -63,7 +63,8 @@ def test_bad_image_reference():
 
 def test_settings_round_trip_through_json():
     backend = DockerBackend(
-        image=IMAGE, docker_urls=["tcp://gpu1:2375", "tcp://gpu2:2375"], shm_size="2g", environment={"A": "1"},
+        image=IMAGE, docker_urls=["tcp://gpu1:2375", "tcp://gpu2:2375"], insecure_tcp=True, shm_size="2g",
+        environment={"A": "1"}, cap_drop=["ALL"], cap_add=["CAP_NET_BIND_SERVICE"],
         mounts=["/data:/data:ro", "/cache:/cache"], user="1000:1000", python="/opt/py/bin/python", gpus_per_host=8,
         allow_shared_hosts=False, output_dir="/srv/jobs", host_addresses=["10.0.0.1", "10.0.0.2"], timeout=30,
     )
@@ -71,13 +72,14 @@ def test_settings_round_trip_through_json():
     assert isinstance(rebuilt, DockerBackend)
     assert rebuilt.settings() == backend.settings()
     assert rebuilt.mounts == ["/data:/data:ro", "/cache:/cache:rw"]
+    assert (rebuilt.cap_drop, rebuilt.cap_add, rebuilt.insecure_tcp) == (["ALL"], ["NET_BIND_SERVICE"], True)
 
 
 def test_constructing_and_parsing_a_dag_imports_no_docker_sdk():
     code = (
         "import runpy, sys\n"
         "from airflow_tf import DockerBackend\n"
-        "DockerBackend(image='x:1', docker_urls=['tcp://gpu1:2375'])\n"
+        "DockerBackend(image='x:1', docker_urls=['https://gpu1:2376'])\n"
         "runpy.run_path(sys.argv[1])\n"
         "print(sorted(m for m in ('docker', 'tensorflow', 'paramiko') if m in sys.modules))\n"
     )
@@ -95,13 +97,13 @@ def test_constructing_and_parsing_a_dag_imports_no_docker_sdk():
     ("ssh://me@gpu2", "gpu2"),
 ])
 def test_node_address_is_the_daemons_host(url, host):
-    backend = DockerBackend(image=IMAGE, docker_urls=[url])
+    backend = DockerBackend(image=IMAGE, docker_urls=[url], insecure_tcp=True)
     assert backend.daemon_for(0).host == host
     assert backend.daemon_for(5).url == url
 
 
 def test_nodes_go_round_robin_over_daemons_and_host_addresses_override():
-    backend = DockerBackend(image=IMAGE, docker_urls=[SOCK, "tcp://gpu2:2375"], host_addresses=["10.0.0.1", "10.0.0.2"])
+    backend = DockerBackend(image=IMAGE, docker_urls=[SOCK, "https://gpu2:2376"], host_addresses=["10.0.0.1", "10.0.0.2"])
     assert [backend.daemon_for(i).host for i in range(4)] == ["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2"]
 
 
@@ -113,18 +115,18 @@ def test_outputs_bind_locally_and_use_a_volume_on_remote_daemons(monkeypatch, tm
     assert local.host_path(handle, "/airflow_tf/outputs/model.keras") == str(tmp_path / "job-1" / "outputs" / "model.keras")
     assert local.host_path(handle, "/elsewhere/model.keras") == "/elsewhere/model.keras"
 
-    remote = DockerBackend(image=IMAGE, docker_urls=["tcp://gpu1:2375"])
+    remote = DockerBackend(image=IMAGE, docker_urls=["https://gpu1:2376"])
     assert remote.output_location("job-1") == "docker-volume://gpu1/airflow_tf-job-1-outputs"
     handle = {"host": "gpu1", "outputs": "airflow_tf-job-1-outputs"}
     assert remote.host_path(handle, "/airflow_tf/outputs/m.keras") == "docker-volume://gpu1/airflow_tf-job-1-outputs/m.keras"
 
-    bound = DockerBackend(image=IMAGE, docker_urls=["tcp://gpu1:2375"], output_dir="/srv/jobs")
+    bound = DockerBackend(image=IMAGE, docker_urls=["ssh://me@gpu1"], output_dir="/srv/jobs")
     assert bound.output_location("job-1") == "/srv/jobs/job-1/outputs"
 
 
 def test_free_ports_are_probed_only_on_this_machine():
     assert len(set(DockerBackend(image=IMAGE, docker_urls=[SOCK]).free_ports("127.0.0.1", 3))) == 3
-    assert DockerBackend(image=IMAGE, docker_urls=["tcp://gpu1:2375"]).free_ports("gpu1", 3) is None
+    assert DockerBackend(image=IMAGE, docker_urls=["https://gpu1:2376"]).free_ports("gpu1", 3) is None
 
 
 @pytest.mark.parametrize("host, port, url", [

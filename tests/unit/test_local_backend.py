@@ -19,6 +19,7 @@ import pytest
 
 from airflow_tf.backends.base import Backend
 from airflow_tf.backends.local import LocalBackend, safe_job_id
+from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.tensorflow import plan_tensorflow_job
 from airflow_tf.cluster.spec import TrainingSpec
 from tests.helpers import job_pids, pid_gone, wait_until
@@ -133,7 +134,8 @@ def test_serialize_round_trip(tmp_path):
     data = backend.serialize()
     assert data == {
         "classpath": "airflow_tf.backends.local.LocalBackend",
-        "kwargs": {"job_root": str(tmp_path / "jobs"), "python": "/usr/bin/python3", "host": "10.0.0.7"},
+        "kwargs": {"job_root": str(tmp_path / "jobs"), "python": "/usr/bin/python3", "host": "10.0.0.7",
+                   "pass_environment": []},
     }
     rebuilt = Backend.deserialize(json.loads(json.dumps(data)))
     assert isinstance(rebuilt, LocalBackend)
@@ -240,9 +242,29 @@ def test_ranks_do_not_inherit_airflow_secrets(backend, jobs, monkeypatch):
     names = json.loads(log.split("ENV ", 1)[1].splitlines()[0])
     leaked = [n for n in names if n.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))]
     assert leaked == []
-    assert "HARMLESS kept" in log
+    # An allow-list, not a deny-list: the worker's other variables (cloud keys...) stay behind.
+    assert "HARMLESS <missing>" in log
+    assert "PATH" in names and "HOME" in names
     for secret in ("fernet-secret", "user:pw", "var-secret"):
         assert secret not in log
+
+
+def test_pass_environment_adds_named_variables_but_never_airflows_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARMLESS_TEST_VAR", "kept")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
+    backend = LocalBackend(job_root=str(tmp_path / "jobs"), pass_environment=["HARMLESS_*"])
+    jobs = Jobs(backend, tmp_path)
+    try:
+        job_id, (handle,) = jobs.start("import os\nprint('HARMLESS', os.environ.get('HARMLESS_TEST_VAR'), "
+                                       "os.environ.get('AWS_SECRET_ACCESS_KEY'))\n")
+        assert wait_ended(backend, handle)["exit_code"] == 0, full_log(handle)
+        assert "HARMLESS kept None" in full_log(handle)
+    finally:
+        jobs.cleanup()
+    with pytest.raises(SpecError, match=r"pass_environment\[0\] = 'AIRFLOW_CONN_\*'.*secret_environment_variables"):
+        LocalBackend(pass_environment=["AIRFLOW_CONN_*"])
+    with pytest.raises(SpecError, match=r"pass_environment\[0\] must be a variable name or a prefix"):
+        LocalBackend(pass_environment=["A B"])
 
 
 # -- logs -------------------------------------------------------------------------------------

@@ -191,7 +191,7 @@ def test_use_gpu_not_bool(src):
 
 
 def test_poll_interval_must_be_positive(src):
-    with raises_spec_error("poll_interval must be > 0", "got 0"):
+    with raises_spec_error("poll_interval must be a number of seconds > 0", "got 0"):
         build(src, poll_interval=0)
 
 
