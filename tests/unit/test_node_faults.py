@@ -56,6 +56,7 @@ def test_a_full_disk_fails_the_node_clearly_and_never_hangs(small_disk, tmp_path
         detected_s = time.monotonic() - started
         assert state["exit_code"] == LOG_FAILED, state  # written although the disk is full
         assert detected_s < 60
+        print(f"full disk: node ended {detected_s:.2f} s after its start")
         # Both ranks stopped, nothing left (the launcher exits right after writing its code).
         wait_until(lambda: job_pids(job_id) == [], timeout=10, what="no process of the job")
         log = open(os.path.join(handle["node_dir"], "node.log"), "rb").read()
@@ -97,6 +98,7 @@ def test_sigterm_during_the_pip_install_stops_the_node_at_once(tmp_path):
         started = time.monotonic()
         backend.stop(handle, grace_s=10)
         stopped_s = time.monotonic() - started
+        print(f"SIGTERM during pip install: node ended {stopped_s:.2f} s after the stop")
         state = backend.poll(handle)
         # TERM honoured in the install phase: the launcher's own code for it, long before the grace.
         assert state["exit_code"] == 143, (state, open(log_path).read())
