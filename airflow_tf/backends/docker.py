@@ -47,7 +47,7 @@ LABEL_NODE = "airflow_tf.node_index"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DockerBackend(Backend):
+class DockerBackend(node_io.NodeDirectoryFiles, Backend):
     """Run each node in a container on a Docker daemon (one per host; nodes may share one).
 
     :param image: the image every node runs (must already exist on each daemon: it is never
@@ -330,15 +330,6 @@ class DockerBackend(Backend):
         """The node's directory in its container, and a reader (and writer) for it."""
         dirname = node_files.node_dirname(handle["node_index"])
         return ContainerFiles(self._api(handle), handle["container_id"]), f"{JOB_DIR}/{dirname}"
-
-    def read_file(self, handle: Handle, name: str) -> str | None:
-        return node_io.read_file(*self._files(handle), name)
-
-    def read_from(self, handle: Handle, name: str, offset: int, limit: int) -> bytes | None:
-        return node_io.read_from(*self._files(handle), name, offset, limit)
-
-    def write_file(self, handle: Handle, name: str, data: bytes) -> None:
-        node_io.write_file(*self._files(handle), name, data)
 
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
         self._stop(self._api(handle), handle["container_id"], grace_s)

@@ -35,7 +35,7 @@ GONE_WAIT_S = 60
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class KubernetesBackend(Backend):
+class KubernetesBackend(node_io.NodeDirectoryFiles, Backend):
     """Run each node as a pod (see docs/kubernetes-backend.md for RBAC and a kind/k3s recipe).
 
     :param image: the image every node runs: a ``python`` with TensorFlow (and Horovod for Horovod
@@ -303,15 +303,6 @@ class KubernetesBackend(Backend):
     def _files(self, handle: Handle) -> tuple[kio.PodFiles, str]:
         return (kio.PodFiles(self.hook(), self.namespace, handle["pod"], self.python),
                 manifests.node_dir(handle["node_index"]))
-
-    def read_file(self, handle: Handle, name: str) -> str | None:
-        return node_io.read_file(*self._files(handle), name)
-
-    def read_from(self, handle: Handle, name: str, offset: int, limit: int) -> bytes | None:
-        return node_io.read_from(*self._files(handle), name, offset, limit)
-
-    def write_file(self, handle: Handle, name: str, data: bytes) -> None:
-        node_io.write_file(*self._files(handle), name, data)
 
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
         """TERM the launcher (it stops its ranks and records their exit code; the pod, its log and

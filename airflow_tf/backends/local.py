@@ -104,7 +104,7 @@ def _optional_path(field: str, value: Any) -> None:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LocalBackend(Backend):
+class LocalBackend(node_io.NodeDirectoryFiles, Backend):
     """Run nodes as detached local processes.
 
     :param job_root: where job directories go (default ``[airflow_tf] job_root``, i.e.
@@ -206,14 +206,8 @@ class LocalBackend(Backend):
     def read_tail(self, handle: Handle, lines: int) -> list[str]:
         return node_io.read_tail(FILES, handle["node_dir"], lines)
 
-    def read_file(self, handle: Handle, name: str) -> str | None:
-        return node_io.read_file(FILES, handle["node_dir"], name)
-
-    def read_from(self, handle: Handle, name: str, offset: int, limit: int) -> bytes | None:
-        return node_io.read_from(FILES, handle["node_dir"], name, offset, limit)
-
-    def write_file(self, handle: Handle, name: str, data: bytes) -> None:
-        node_io.write_file(FILES, handle["node_dir"], name, data)
+    def _files(self, handle: Handle) -> tuple[node_io.LocalFiles, str]:
+        return FILES, handle["node_dir"]
 
     def watch_problem(self, handle: Handle) -> str | None:
         """LocalBackend is single-host: its nodes can be watched only from the machine (and pid

@@ -126,3 +126,21 @@ def read_file(files: FileReader, node_dir: str, name: str) -> str | None:
         raise ValueError(f"{path} is over {MAX_FILE_BYTES} bytes: node files read back are metrics and paths")
     data = files.read(path)
     return None if data is None else data.decode(errors="replace")
+
+
+class NodeDirectoryFiles:
+    """``read_file`` / ``read_from`` / ``write_file`` of a backend whose nodes write the node
+    directory, written once: the backend only says how to reach a node's directory (``_files``:
+    a reader and the directory's path) and node_io does the reading."""
+
+    def _files(self, handle) -> tuple[FileReader, str]:
+        raise NotImplementedError
+
+    def read_file(self, handle, name: str) -> str | None:
+        return read_file(*self._files(handle), name)
+
+    def read_from(self, handle, name: str, offset: int, limit: int) -> bytes | None:
+        return read_from(*self._files(handle), name, offset, limit)
+
+    def write_file(self, handle, name: str, data: bytes) -> None:
+        write_file(*self._files(handle), name, data)

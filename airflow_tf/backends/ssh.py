@@ -79,7 +79,7 @@ def _check_python(value: Any) -> str:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class SSHBackend(Backend):
+class SSHBackend(node_io.NodeDirectoryFiles, Backend):
     """Run each node on its own ssh host, given as Airflow SSH connections.
 
     :param ssh_conn_ids: one Airflow SSH connection per node (node i -> ``ssh_conn_ids[i]``). The
@@ -315,14 +315,8 @@ echo "AIRFLOW_TF_CLOCK=$(date +%s.%N)"
     def read_tail(self, handle: Handle, lines: int) -> list[str]:
         return node_io.read_tail(self._handle_host(handle), handle["node_dir"], lines)
 
-    def read_file(self, handle: Handle, name: str) -> str | None:
-        return node_io.read_file(self._handle_host(handle), handle["node_dir"], name)
-
-    def read_from(self, handle: Handle, name: str, offset: int, limit: int) -> bytes | None:
-        return node_io.read_from(self._handle_host(handle), handle["node_dir"], name, offset, limit)
-
-    def write_file(self, handle: Handle, name: str, data: bytes) -> None:
-        node_io.write_file(self._handle_host(handle), handle["node_dir"], name, data)
+    def _files(self, handle: Handle) -> tuple[SSHHost, str]:
+        return self._handle_host(handle), handle["node_dir"]
 
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
         self.host(handle["conn_id"]).op(
