@@ -18,6 +18,7 @@ from airflow_tf.backends.local import LocalBackend
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.registry import PLANNERS, JobKind
 from airflow_tf.operators.nodes import (
+    DEFAULT_MAX_RUN_DURATION_S,
     LaunchNodeOperator,
     PlanTrainingJobOperator,
     TeardownTrainingJobOperator,
@@ -37,7 +38,7 @@ def _is_template(value: Any) -> bool:
 BASE_OPTIONS = frozenset({
     "source_directory", "entry_script", "script_params", "node_count", "process_count_per_node", "pip_packages",
     "conda_packages", "use_gpu", "environment_variables", "backend", "poll_interval", "timeout", "model_asset",
-    "error_budget",
+    "error_budget", "max_run_duration_seconds",
 })
 
 
@@ -81,6 +82,7 @@ class TrainingTaskGroup(TaskGroup):
         timeout: float | None = None,
         model_asset: Any = None,
         error_budget: float | None = None,
+        max_run_duration_seconds: float | None = DEFAULT_MAX_RUN_DURATION_S,
         **options: Any,
     ):
         spec_class = PLANNERS[JobKind(self.strategy)][0]
@@ -118,6 +120,7 @@ class TrainingTaskGroup(TaskGroup):
             )
         check_seconds("poll_interval", poll_interval, "None: [airflow_tf] poll_interval")
         check_seconds("timeout", timeout, "None: no timeout")
+        check_seconds("max_run_duration_seconds", max_run_duration_seconds, "None: no limit")
         if error_budget is not None and (isinstance(error_budget, bool) or not isinstance(error_budget, (int, float))
                                          or error_budget <= 0):
             # Seconds of consecutive backend errors the wait rides out (docs/reliability.md).
@@ -131,6 +134,7 @@ class TrainingTaskGroup(TaskGroup):
         self.backend = backend
         self.model_asset = _as_asset(model_asset)
         self.error_budget = error_budget
+        self.max_run_duration_seconds = max_run_duration_seconds
         self._build(fields, poll_interval=poll_interval, timeout=timeout)
 
     def _build(self, fields: dict[str, Any], *, poll_interval: float | None, timeout: float | None) -> None:
@@ -155,7 +159,7 @@ class TrainingTaskGroup(TaskGroup):
             wait = WaitForTrainingJobOperator(
                 task_id="wait", handles=launch.output, backend=backend, plan_task_id=plan.task_id,
                 poll_interval=poll_interval, timeout=timeout, model_asset=self.model_asset,
-                error_budget=self.error_budget,
+                error_budget=self.error_budget, max_run_duration_seconds=self.max_run_duration_seconds,
                 secret_environment_variables=fields.get("secret_environment_variables") or {},
             )
             teardown = TeardownTrainingJobOperator(

@@ -23,6 +23,9 @@ from airflow_tf.operators.secrets import mask, resolve
 from airflow_tf.results.progress import metrics_files
 from airflow_tf.runtime.launcher import LOG_FAILED
 
+# The estimator's max_run_duration_seconds: the job's wall clock from its first node's start. Generous
+# (a week) so that by default nothing waits forever; None turns it off.
+DEFAULT_MAX_RUN_DURATION_S = 7 * 24 * 3600
 PLAN_XCOM_KEY = "plan"  # the whole job plan, for people (UI) and the wait / teardown tasks
 CLUSTER_XCOM_KEY = "cluster"  # the cluster alone: what each launch task needs besides its node
 
@@ -139,11 +142,13 @@ class WaitForTrainingJobOperator(BaseOperator):
     def __init__(self, *, handles: Any, backend: dict[str, Any], plan_task_id: str, poll_interval: float | None = None,
                  timeout: float | None = None, model_asset: Any = None,
                  secret_environment_variables: dict[str, str] | None = None, error_budget: float | None = None,
+                 max_run_duration_seconds: float | None = DEFAULT_MAX_RUN_DURATION_S,
                  **kwargs):
         if model_asset is not None:
             kwargs["outlets"] = [*kwargs.get("outlets", []), model_asset]
         super().__init__(**kwargs)
         self.error_budget = error_budget  # None: the trigger's default (DEFAULT_ERROR_BUDGET_S)
+        self.max_run_duration_seconds = max_run_duration_seconds
         self.model_asset = model_asset
         self.handles = handles
         self.backend = backend
@@ -172,6 +177,7 @@ class WaitForTrainingJobOperator(BaseOperator):
                 # References only: the trigger looks the values up itself to mask node log lines.
                 secret_references=self.secret_environment_variables,
                 **({"error_budget_s": self.error_budget} if self.error_budget is not None else {}),
+                max_run_duration_s=self.max_run_duration_seconds,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,

@@ -14,6 +14,7 @@ node 0's directory (``job_watch``), so a restarted triggerer streams each line e
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,8 +46,12 @@ class TrainingJobTrigger(BaseTrigger):
         metrics_files: list[list[str]] | None = None,
         secret_references: dict[str, str] | None = None,
         error_budget_s: float = DEFAULT_ERROR_BUDGET_S,
+        max_run_duration_s: float | None = None,
     ):
         super().__init__()
+        # The job's wall-clock limit, counted from its first node's start (handles carry it, so
+        # a restarted trigger counts from the same instant).
+        self.max_run_duration_s = max_run_duration_s
         # Seconds of consecutive failed polls ridden out before the wait fails (see ErrorBudget).
         self.error_budget_s = float(error_budget_s)
         # secret_environment_variables' references (never values): looked up in the triggerer,
@@ -77,6 +82,7 @@ class TrainingJobTrigger(BaseTrigger):
                 "metrics_files": self.metrics_files,
                 "secret_references": self.secret_references,
                 "error_budget_s": self.error_budget_s,
+                "max_run_duration_s": self.max_run_duration_s,
             },
         )
 
@@ -229,6 +235,11 @@ class TrainingJobTrigger(BaseTrigger):
                     continue
                 yield TriggerEvent({"status": SUCCESS, **results})
                 return
+            if self._over_time():
+                await asyncio.to_thread(self._stop_all, backend)
+                await self._drain(watch)
+                yield self._over_time_event()
+                return
             await asyncio.sleep(self.poll_interval)
 
     def _watch_problems(self, backend: Backend, indexes) -> list[str]:
@@ -248,6 +259,19 @@ class TrainingJobTrigger(BaseTrigger):
             "message": (f"training job {self.job_id}: this trigger cannot see its node(s), so it cannot tell how "
                         f"they are doing: {'; '.join(problems)}. Nothing was stopped: nodes out of this trigger's "
                         "sight may still be running where they were started."),
+        })
+
+    def _over_time(self) -> bool:
+        if self.max_run_duration_s is None:
+            return False
+        return time.time() - min(h["started_at"] for h in self.handles) > self.max_run_duration_s
+
+    def _over_time_event(self) -> TriggerEvent:
+        return TriggerEvent({
+            "status": FAILED, "job_id": self.job_id, "retryable": False,
+            "message": (f"training job {self.job_id} ran longer than max_run_duration_seconds "
+                        f"({self.max_run_duration_s:g} s, counted from its first node's start): every node was "
+                        "stopped"),
         })
 
     def _warn(self, budget: ErrorBudget, errors: dict[int, str]) -> None:

@@ -131,3 +131,36 @@ def test_the_launcher_carries_the_job_marker_before_its_ranks_start(tmp_path):
     finally:
         assert backend.stop_job(job_id, 1, grace_s=2) == [0]
     assert job_pids(job_id) == []
+
+
+def test_max_run_duration_seconds_stops_the_job_with_that_reason(airflow_db, capfd):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.integration.dagrun import xcom
+
+    dag_file = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dags", "tf_max_run_duration.py")
+    bag = DagBag(dag_folder=dag_file)
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag("tf_max_run_duration")
+    started = time.monotonic()
+    run = dag.test()
+    took = time.monotonic() - started
+    output = capfd.readouterr().out
+    assert run.state == "failed"
+    assert "ran longer than max_run_duration_seconds (4 s, counted from its first node's start)" in output
+    assert took < 120  # the nodes would have run for 10 minutes
+    job_id = xcom(dag.dag_id, run.run_id, "train.plan", key="plan")["job_id"]
+    assert job_pids(job_id) == []
+
+
+@pytest.mark.parametrize("value", [0, -1, "60", True])
+def test_max_run_duration_seconds_must_be_a_positive_number(tmp_path, value):
+    from airflow.sdk import DAG
+
+    from airflow_tf import SpecError, TensorFlowTrainOperator
+
+    (tmp_path / "train.py").write_text("")
+    with DAG(dag_id="bad_duration", schedule=None), pytest.raises(
+            SpecError, match=r"max_run_duration_seconds must be a number of seconds > 0 or None \(None: no limit\)"):
+        TensorFlowTrainOperator(task_id="t", source_directory=str(tmp_path), entry_script="train.py",
+                                max_run_duration_seconds=value)
