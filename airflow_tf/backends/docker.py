@@ -1,7 +1,7 @@
 """DockerBackend: one container per node, on that node's Docker daemon.
 
 Node i runs on daemon ``i % len(daemons)``; several nodes may share one daemon. Containers use
-host networking, so the TF_CONFIG / rendezvous addresses the planner generates (the daemon
+host networking, so the cluster and rendezvous addresses the planner generates (the daemon
 hosts' addresses) work unchanged.
 
 Bring your own image: the image needs a Python (``python=``) with TensorFlow, nothing of

@@ -103,7 +103,7 @@ def check_transport(daemons: list[Daemon], insecure_tcp: bool) -> list[Daemon]:
 
 def check_mixed(daemons: list[Daemon], insecure_tcp: bool = False) -> list[Daemon]:
     check_transport(daemons, insecure_tcp)
-    # 127.0.0.1 in TF_CONFIG would point a remote node at itself.
+    # 127.0.0.1 as a cluster address would point a remote node at itself.
     local = [d for d in daemons if d.is_local and not d.address]
     if local and len(local) != len(daemons):
         raise SpecError(

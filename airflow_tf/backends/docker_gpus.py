@@ -2,7 +2,7 @@
 it needs) and ``node_count`` — never the ranks' environment.
 
 Docker renumbers the devices it gives a container from 0, so a node's block of the host's GPUs
-is what the plan's per-process CUDA_VISIBLE_DEVICES (the local rank) refers to inside.
+is what the plan's per-process GPU numbers (``ProcessPlan.gpus``: the local rank) refer to inside.
 """
 
 from __future__ import annotations

@@ -169,8 +169,8 @@ class LocalBackend(node_io.NodeDirectoryFiles, Backend):
         env.update(procfs_markers(node.job_id, node.node_index))
         from airflow_tf import config  # [airflow_tf] package_cache (or AIRFLOW_TF_PACKAGE_CACHE) for the node
 
-        if config.package_cache():
-            env["AIRFLOW_TF_PACKAGE_CACHE"] = config.package_cache()
+        if cache := config.package_cache():
+            env["AIRFLOW_TF_PACKAGE_CACHE"] = cache
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
         argv = [
             self.python or sys.executable, "-m", "airflow_tf.runtime.launcher", node_dir,

@@ -9,6 +9,7 @@ write: ``LocalFiles``, ``SSHHost``).
 
 from __future__ import annotations
 
+import abc
 import os
 import posixpath
 import time
@@ -133,8 +134,9 @@ class NodeDirectoryFiles:
     directory, written once: the backend only says how to reach a node's directory (``_files``:
     a reader and the directory's path) and node_io does the reading."""
 
+    @abc.abstractmethod
     def _files(self, handle) -> tuple[FileReader, str]:
-        raise NotImplementedError
+        """A reader for the node's directory, and the directory's path."""
 
     def read_file(self, handle, name: str) -> str | None:
         return read_file(*self._files(handle), name)

@@ -121,10 +121,8 @@ class TrainingTaskGroup(TaskGroup):
         check_seconds("poll_interval", poll_interval, "None: [airflow_tf] poll_interval")
         check_seconds("timeout", timeout, "None: no timeout")
         check_seconds("max_run_duration_seconds", max_run_duration_seconds, "None: no limit")
-        if error_budget is not None and (isinstance(error_budget, bool) or not isinstance(error_budget, (int, float))
-                                         or error_budget <= 0):
-            # Seconds of consecutive backend errors the wait rides out (docs/reliability.md).
-            raise SpecError(f"error_budget must be a number of seconds > 0 (or None: 60), got {error_budget!r}")
+        # Seconds of consecutive backend errors the wait rides out (docs/reliability.md).
+        check_seconds("error_budget", error_budget, "None: 60")
         if backend is None:
             backend = LocalBackend()
         if not isinstance(backend, Backend):

@@ -21,7 +21,7 @@ from airflow_tf.cluster.registry import PLANNERS, JobKind
 from airflow_tf.cluster.spec import check_environment
 from airflow_tf.operators.secrets import mask, resolve
 from airflow_tf.results.progress import metrics_files
-from airflow_tf.runtime.launcher import LOG_FAILED
+from airflow_tf.runtime import node_files
 
 # The estimator's max_run_duration_seconds: the job's wall clock from its first node's start. Generous
 # (a week) so that by default nothing waits forever; None turns it off.
@@ -192,7 +192,7 @@ class WaitForTrainingJobOperator(BaseOperator):
         if event["status"] != "success":
             node, code = event["failed_node"], event["exit_code"]
             how = f"exited with code {code}" if code is not None else "ended without an exit code (its runtime was killed)"
-            if code == LOG_FAILED:
+            if code == node_files.LOG_FAILED:
                 how += " (its log could not be written: disk full, or its directory was removed)"
             tail = "\n".join(event.get("tail") or ["<no output>"])
             # A training failure is not transient for this task: retrying the wait cannot help.

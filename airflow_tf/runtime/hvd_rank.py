@@ -20,13 +20,11 @@ def rank_env(environ: dict[str, str], *, use_gpu: bool) -> dict[str, str]:
     local_rank = environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")
     env.update(airflow_env(
         job_id=environ.get("AIRFLOW_TF_JOB_ID", ""),
-        node_index=environ.get("AIRFLOW_TF_NODE_INDEX", ""),
+        node_index=environ.get("AIRFLOW_TF_NODE_INDEX"),
         node_count=environ.get("AIRFLOW_TF_NODE_COUNT", "1"),
         world_size=environ.get("OMPI_COMM_WORLD_SIZE", "1"),
         rank=int(environ.get("OMPI_COMM_WORLD_RANK", "0")), local_rank=int(local_rank),
     ))
-    if "AIRFLOW_TF_NODE_INDEX" not in environ:
-        del env["AIRFLOW_TF_NODE_INDEX"]  # a rank mpirun started on another host: not told its node
     env["CUDA_VISIBLE_DEVICES"] = local_rank if use_gpu else ""
     return env
 

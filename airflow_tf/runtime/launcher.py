@@ -25,8 +25,7 @@ from airflow_tf.runtime import node_files, procfs
 from airflow_tf.runtime.rank_env import process_env
 
 POLL_S = 0.1
-# The node's code when its log could not be written (disk full, directory gone): EX_IOERR.
-LOG_FAILED = 74
+LOG_FAILED = node_files.LOG_FAILED
 
 
 class Node:

@@ -33,6 +33,9 @@ SECRETS = "secrets.json"  # secret_environment_variables' values: read and delet
 WATCH_STATE = "watch_state.json"  # node 0 only: what the wait trigger has streamed (its byte offsets)
 _METRICS = "metrics-rank{rank}.jsonl"
 
+# The node's exit code when its log could not be written (disk full, directory gone): EX_IOERR.
+LOG_FAILED = 74
+
 # Node files are private to the job's user: node.json holds the user's environment values.
 FILE_MODE = 0o600
 DIR_MODE = 0o700

@@ -32,16 +32,17 @@ def tf_config(cluster: Mapping[str, Sequence[str]], task_type: str, task_index: 
             "task": {"type": task_type, "index": task_index}}
 
 
-def airflow_env(*, job_id: str, node_index: int, node_count: int, world_size: int, rank: int | None = None,
+def airflow_env(*, job_id: str, node_index: int | None, node_count: int, world_size: int, rank: int | None = None,
                 local_rank: int | None = None, role: str | None = None) -> dict[str, str]:
     """``AIRFLOW_TF_*``: what training.py reads, and the job marker every process carries (the
     leftover sweep finds processes by ``AIRFLOW_TF_JOB_ID``)."""
     env = {
         "AIRFLOW_TF_JOB_ID": job_id,
-        "AIRFLOW_TF_NODE_INDEX": str(node_index),
         "AIRFLOW_TF_NODE_COUNT": str(node_count),
         "AIRFLOW_TF_WORLD_SIZE": str(world_size),
     }
+    if node_index is not None:  # None: an MPI rank on another host, not told its node
+        env["AIRFLOW_TF_NODE_INDEX"] = str(node_index)
     if rank is not None:
         env["AIRFLOW_TF_RANK"] = str(rank)
         env["AIRFLOW_TF_LOCAL_RANK"] = str(local_rank if local_rank is not None else 0)
