@@ -21,6 +21,17 @@ OPERATOR_MODULES = [
 ]
 SENSOR_MODULES = ["airflow_tf.sensors.training"]
 TRIGGER_MODULES = ["airflow_tf.triggers.training_job"]
+# The wait task's extra links (airflow_tf/operators/links.py: LINK_CLASSES; tests/package checks they agree).
+EXTRA_LINKS = [
+    "airflow_tf.operators.links.JobPageLink",
+    "airflow_tf.operators.links.TensorBoardLink",
+    "airflow_tf.operators.links.CurvesLink",
+    "airflow_tf.operators.links.OutputsLink",
+    "airflow_tf.operators.links.MlflowRunLink",
+]
+# The job page (an Airflow 3 UI plugin) is registered through the ``airflow.plugins`` entry point
+# (setup.cfg), not a "plugins" entry here: Airflow loads provider plugins only with
+# lazy_discover_providers off, and both ways at once would report the plugin as a duplicate.
 
 CONFIG_OPTIONS = {
     "job_root": {
@@ -155,6 +166,7 @@ def get_provider_info() -> dict:
         "triggers": [
             {"integration-name": "TensorFlow", "python-modules": list(TRIGGER_MODULES)},
         ],
+        "extra-links": list(EXTRA_LINKS),
         "config": {
             "airflow_tf": {
                 "description": "Settings of the airflow-tf provider (distributed TensorFlow training).",

@@ -1,6 +1,6 @@
 """Dry run: the per-node plan of a training group, without launching anything.
 
-    airflow-tf render dags/tf_mwms_example.py train [--conf '{"node_count": 3}'] [--json]
+    airflow-tf render dags/tf_mwms_example.py train [--conf '{"node_count": 3}'] [--json] [--dag-id ID]
 
 Prints every node's tasks — role, host:port, TF_CONFIG, HOROVOD_* environment, command line —
 rendered from the DAG's Params (defaults, overridden by --conf) the way a run would render them.
@@ -11,9 +11,14 @@ plan task runs. Debugging TF_CONFIG is the top pain in this field: this shows it
         [--backend KubernetesBackend --backend-kwargs '{"image": "...", "namespace": "ml"}']
 
 ``--offline`` contacts no backend (no pre-flight, no connection lookup; hosts come from the
-backend's ``planned_hosts``); templates see a stub run context (``params``, ``ds``, ``ts``,
-``ti``). For a Kubernetes group it prints the plan as YAML comments followed by the exact
-Service, ConfigMap, Secret and Pod manifests a launch creates: ``| kubectl create -f -`` input.
+backend's ``planned_hosts``). Templates always see a stub run context (``params``, ``ds``,
+``ts``, ``ti``...; ``{{ ti.xcom_pull(...) }}`` renders as a ``<xcom ...>`` placeholder). For a
+Kubernetes group it prints the plan as YAML comments followed by the exact Service, ConfigMap,
+Secret and Pod manifests a launch creates: ``| kubectl create -f -`` input.
+
+``--conf`` is validated against the DAG's Params the way a trigger is (``ParamsDict``): a value
+a Param refuses is refused here with the Param's message. Every error is one line on stderr
+(exit status 2); stdout only ever holds the plan.
 """
 
 from __future__ import annotations
@@ -29,27 +34,78 @@ from typing import Any
 
 from airflow_tf.backends.base import Backend
 from airflow_tf.cluster.registry import PLANNERS, JobKind
-from airflow_tf.operators.group import TrainingTaskGroup
-from airflow_tf.operators.nodes import job_id_for
 from airflow_tf.runtime.rank_env import process_env
 
 SHOWN_ENV_PREFIXES = ("HOROVOD_", "CUDA_VISIBLE_DEVICES", "NCCL_")
 
 
-def find_group(dag_file: str, group_id: str):
+class RenderError(Exception):
+    """A one-line reason the plan cannot be rendered (printed as ``airflow-tf render: ...``)."""
+
+
+def last_line(text: str) -> str:
+    """The line of an error text that says what went wrong (a traceback's last one)."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else str(text)
+
+
+def find_group(dag_file: str, group_id: str, dag_id: str | None = None):
+    if not os.path.isfile(dag_file):
+        raise RenderError(f"no such DAG file: {dag_file}" + (" (a directory)" if os.path.isdir(dag_file) else ""))
     # Parse the file the way Airflow does (a DagBag), so unnamed `with DAG(...)` blocks count.
+    import logging
+
     from airflow.dag_processing.dagbag import DagBag
 
+    logging.getLogger("airflow.dag_processing.dagbag").setLevel(logging.WARNING)  # "Filling up the DagBag"
     bag = DagBag(dag_folder=dag_file)
     if bag.import_errors:
-        raise SystemExit(f"{dag_file} does not parse:\n" + "\n".join(bag.import_errors.values()))
-    dags = list(bag.dags.values())
-    for dag in dags:
-        group = dag.task_group_dict.get(group_id)
-        if isinstance(group, TrainingTaskGroup):
-            return dag, group
+        raise RenderError(f"{dag_file} does not parse: " + "; ".join(last_line(e) for e in bag.import_errors.values()))
+    dags = [dag for dag in bag.dags.values() if dag_id is None or dag.dag_id == dag_id]
+    if not dags:
+        raise RenderError(f"no DAG {dag_id!r} in {dag_file}; DAGs there: {sorted(bag.dags)}")
+    from airflow_tf.operators.group import TrainingTaskGroup
+
+    found = [(dag, dag.task_group_dict.get(group_id)) for dag in dags]
+    found = [(dag, group) for dag, group in found if isinstance(group, TrainingTaskGroup)]
+    if len(found) > 1:
+        raise RenderError(f"training group {group_id!r} is in several DAGs of {dag_file} "
+                          f"({sorted(dag.dag_id for dag, _ in found)}): choose one with --dag-id")
+    if found:
+        return found[0]
     groups = sorted(gid for dag in dags for gid, g in dag.task_group_dict.items() if isinstance(g, TrainingTaskGroup))
-    raise SystemExit(f"no training group {group_id!r} in {dag_file}; training groups there: {groups}")
+    raise RenderError(f"no training group {group_id!r} in {dag_file}; training groups there: {groups}")
+
+
+def validated_params(dag, conf: dict[str, Any]) -> dict[str, Any]:
+    """The DAG's Params with ``conf`` applied and checked, as a trigger with that conf would be."""
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dag.params)
+    try:
+        params.update(conf)
+        return params.validate()
+    except ParamValidationError as exc:
+        raise RenderError(f"--conf refused by the DAG's Params: {str(exc).strip().splitlines()[0]}") from None
+
+
+class Placeholder(str):
+    """What ``{{ ti.xcom_pull(...) }}`` renders to offline: the value is only known in a run, so
+    it prints where it comes from; ``[key]`` and ``.attr`` on it give placeholders too."""
+
+    def _then(self, suffix: str) -> "Placeholder":
+        text = str.__str__(self)
+        return Placeholder(f"{text[:-1] if text.endswith('>') else text}{suffix}>")
+
+    def __getitem__(self, key):  # type: ignore[override]
+        return self._then(f"[{key!r}]")
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._then(f".{name}")
 
 
 class StubTaskInstance:
@@ -59,8 +115,9 @@ class StubTaskInstance:
         self.dag_id, self.task_id, self.run_id = dag_id, task_id, run_id
         self.try_number, self.map_index = 1, -1
 
-    def xcom_pull(self, *args, **kwargs) -> None:
-        return None
+    def xcom_pull(self, task_ids: Any = None, *args, key: str = "return_value", **kwargs) -> Placeholder:
+        task_ids = task_ids if task_ids is not None else kwargs.get("task_ids")
+        return Placeholder(f"<xcom {task_ids}" + (f" key={key}" if key != "return_value" else "") + ">")
 
     def __str__(self) -> str:
         return f"<TaskInstance (render stub): {self.dag_id}.{self.task_id} {self.run_id} [try 1]>"
@@ -83,7 +140,7 @@ def stub_context(dag, op, params: dict[str, Any]) -> dict[str, Any]:
 
 def render_fields(dag, group, conf: dict[str, Any]) -> dict[str, Any]:
     """The plan task's templated fields, rendered the way a run with ``conf`` would."""
-    params = {**dag.params.dump(), **conf}
+    params = validated_params(dag, conf)
     op = group.plan_task
     context = stub_context(dag, op, params)
     return {name: op.render_template(getattr(op, name), context) for name in op.template_fields}
@@ -102,6 +159,8 @@ def plan_group(dag, group, conf: dict[str, Any], *, offline: bool = False,
     from airflow_tf.cluster.checks import coerce_positive_int
 
     spec = spec_class(**op.spec_fields, **{**rendered, "node_count": coerce_positive_int("node_count", rendered["node_count"])})
+    from airflow_tf.operators.nodes import job_id_for
+
     backend = backend or Backend.deserialize(op.backend)
     job_id = job_id_for(dag.dag_id, "render", group.group_id)
     plan = planner(spec, job_id=job_id, hosts=render_hosts(backend, spec.node_count, job_id, offline))
@@ -168,6 +227,9 @@ def format_plan(plan: dict[str, Any], relative_to: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A command line tool: Airflow's info lines ("Filling up the DagBag ...") are noise here, so
+    # Airflow (imported below, not at module import) logs warnings and errors only.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     parser = argparse.ArgumentParser(prog="airflow-tf", description="airflow-tf tools")
     sub = parser.add_subparsers(dest="command", required=True)
     render = sub.add_parser("render", help="print a training group's per-node plan without launching anything")
@@ -181,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--backend", help="plan for this backend instead of the group's: a name exported by "
                                           "airflow_tf (KubernetesBackend, DockerBackend, ...)")
     render.add_argument("--backend-kwargs", default="{}", help="the --backend's settings as a JSON object")
+    render.add_argument("--dag-id", help="the DAG holding the group, when the file defines several")
     args = parser.parse_args(argv)
     try:
         conf = json.loads(args.conf)
@@ -193,13 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.redirect_stdout(sys.stderr):  # parsing logs must not mix into the plan
             backend = chosen_backend(parser, args.backend, args.backend_kwargs)
-            dag, group = find_group(args.dag_file, args.group_id)
+            dag, group = find_group(args.dag_file, args.group_id, args.dag_id)
             plan = plan_group(dag, group, conf, offline=args.offline, backend=backend)
             text = format_plan(plan, os.getcwd())
             objects = None if args.json or not args.offline else format_objects(
                 backend or Backend.deserialize(group.plan_task.backend), plan, dag, group, conf, text)
-    except SpecError as exc:
-        parser.exit(2, f"airflow-tf render: {exc}\n")
+    except (SpecError, RenderError) as exc:
+        parser.exit(2, f"airflow-tf render: {last_line(exc) if isinstance(exc, RenderError) else exc}\n")
+    except Exception as exc:  # noqa: BLE001 - a template or backend error: one line, not a traceback
+        where = f"{args.dag_file} {args.group_id}"
+        parser.exit(2, f"airflow-tf render: {where}: {type(exc).__name__}: {last_line(exc)}\n")
     sys.stdout.write(json.dumps(plan, indent=2, sort_keys=True) + "\n" if args.json else objects or text)
     return 0
 

@@ -22,10 +22,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 
-# The extras of setup.cfg that .venv gets ([mlflow] is declared, not installed). [kubernetes]
+# The extras of setup.cfg that .venv gets ([mlflow]: the tracking tests run a real MLflow server). [kubernetes]
 # brings the cncf provider (pinned in requirements/constraints.txt): KubernetesBackend's tests
 # build every object with its client models; no cluster is needed.
-EXTRAS="docker,ssh,kubernetes,plots,onnx,tensorflow,test"
+EXTRAS="docker,ssh,kubernetes,plots,onnx,mlflow,tensorflow,conda,test"
 
 stamp="$VENV/.airflow-tf-setup"
 want="$(cat requirements/*.txt setup.cfg scripts/setup.sh scripts/build_horovod.sh scripts/patch_horovod.sh | sha256sum | cut -d' ' -f1)"

@@ -12,8 +12,8 @@ import abc
 import dataclasses
 import importlib
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO, ClassVar
 
 from airflow_tf.cluster.plan import NodeLaunch
 
@@ -47,6 +47,10 @@ def secrets_payload(secrets: Mapping[str, str] | None) -> bytes | None:
 class Backend(abc.ABC):
     """Start a node detached, poll it, read its log from an offset, stop it."""
 
+    # Its nodes can be watched and stopped only from the machine that started them (LocalBackend):
+    # on a multi-host executor the group must be pinned to one host (operators/placement.py).
+    single_host: ClassVar[bool] = False
+
     def settings(self) -> dict[str, Any]:
         """The constructor kwargs that rebuild this backend (its dataclass fields)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
@@ -73,12 +77,20 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def start(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None = None) -> Handle:
-        """Start one node detached (it outlives the calling task) and return its handle.
+        """Start one node detached (it outlives the calling task) as the node's next try, and
+        return its handle. Whatever an earlier try of this node left running is stopped first;
+        its files are kept (``runtime.node_files``: one directory, or container, per try).
 
         ``secrets`` (secret_environment_variables' values) reach the node as the private file
         ``runtime.node_files.SECRETS``, which its launcher reads and deletes first thing: never in
         node.json, a container's config, a command line or a log.
         """
+
+    def find_node(self, job_id: str, node_index: int) -> Handle | None:
+        """The handle of the node's latest try, when one was started (None: none, or this backend
+        cannot tell). A re-run launch task re-attaches to it when it is healthy and runs the same
+        job attempt (``NodeLaunch.attempt``) instead of starting a duplicate."""
+        return None
 
     @abc.abstractmethod
     def poll(self, handle: Handle) -> NodeState: ...
@@ -120,6 +132,13 @@ class Backend(abc.ABC):
     def stop_job(self, job_id: str, node_count: int, grace_s: float = 10.0) -> list[int]:
         """Stop every node of a job, found without handles (the teardown), and release what the
         backend holds for it. Returns the indexes of nodes that were still running."""
+
+    def output_files(self, handle: Handle) -> Iterator[tuple[str, BinaryIO]]:
+        """The chief's outputs folder, file by file: its path relative to the folder (POSIX) and
+        the file open for binary reading. How ``output_uri`` copies them (results/outputs.py);
+        ``handle`` is the chief's, read before the teardown releases the job."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read a job's outputs, so output_uri cannot be used "
+                                  "with it; let the training script write them to the target itself")
 
     @abc.abstractmethod
     def output_location(self, job_id: str) -> str:

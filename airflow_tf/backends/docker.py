@@ -29,6 +29,7 @@ from airflow_tf.backends.base import Backend, Handle, NodeState, cache, secrets_
 from airflow_tf.backends.docker_daemons import RESERVED_ROOT, Daemon, check_mixed, connect, from_connection
 from airflow_tf.backends.docker_gpus import gpu_devices
 from airflow_tf.backends.docker_logs import ContainerFiles, LogCursor, parse_timestamp, take_lines
+from airflow_tf.backends.docker_ports import probe_free_ports
 from airflow_tf.backends.docker_settings import DEFAULT_CAP_DROP, check_settings
 from airflow_tf.backends.local import default_job_root, safe_job_id
 from airflow_tf.cluster.errors import SpecError
@@ -44,6 +45,10 @@ OUTPUT_DIR = f"{ROOT}/outputs"  # the chief's outputs: bind mount or named volum
 
 LABEL_JOB = "airflow_tf.job_id"
 LABEL_NODE = "airflow_tf.node_index"
+LABEL_TRY = "airflow_tf.try"  # one container per try of a node: earlier tries' stay (stopped) for their logs
+LABEL_ATTEMPT = "airflow_tf.attempt"  # the job attempt it runs (NodeLaunch.attempt)
+LABEL_PORTS = "airflow_tf.ports"  # the host ports its processes listen on: reserved on that daemon while it runs
+LABEL_PROBE = "airflow_tf.port_probe"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -158,9 +163,12 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
         return [self.daemon_for(i).host for i in range(node_count)]
 
     def free_ports(self, host: str, count: int) -> list[int] | None:
-        # Only this machine can be probed; remote hosts get the planner's default ports.
-        if any(d.is_local and d.host == host for d in self.daemons()):
-            return procfs.free_ports(count)
+        """Ports free on the daemon's host (host networking): this machine's for a local daemon;
+        for a remote one, asked of that host by a throwaway container, never one that another
+        job's container on that daemon has planned (``LABEL_PORTS``)."""
+        for daemon in self.daemons():
+            if daemon.host == host:
+                return procfs.free_ports(count) if daemon.is_local else probe_free_ports(self, daemon, count)
         return None
 
     def _check_image(self, daemon: Daemon) -> None:
@@ -222,6 +230,30 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
         return outputs
 
     # -- node lifecycle -----------------------------------------------------------------------
+    def find_node(self, job_id: str, node_index: int) -> Handle | None:
+        """The node's latest try that really started (a container created but never started, by
+        a launch task that died in between, is not a node to re-attach to)."""
+        daemon = self.daemon_for(node_index)
+        api = self.client(daemon)
+        tries = api.containers(all=True, filters={"label": [f"{LABEL_JOB}={job_id}", f"{LABEL_NODE}={node_index}"]})
+        started = [c for c in tries if c.get("State") != "created"]
+        if not started:
+            return None
+        latest = max(started, key=lambda c: int(c["Labels"].get(LABEL_TRY, 0)))
+        return self._handle(api, daemon, latest["Id"], job_id, node_index, self._outputs(daemon, job_id))
+
+    def _handle(self, api, daemon: Daemon, container_id: str, job_id: str, node_index: int, outputs: str) -> Handle:
+        info = api.inspect_container(container_id)
+        labels = info["Config"].get("Labels") or {}
+        started = parse_timestamp(info["State"].get("StartedAt") or "")
+        return {
+            "backend": "docker", "job_id": job_id, "node_index": node_index, "host": daemon.host,
+            "try": int(labels.get(LABEL_TRY, 1)), "attempt": int(labels.get(LABEL_ATTEMPT, 1)),
+            "daemon": daemon.url, "docker_conn_id": daemon.conn_id, "container_id": container_id, "outputs": outputs,
+            # The daemon's clock, like ended_at in poll(): durations stay right on a remote host.
+            "started_at": started / 1e9 if started else time.time(),
+        }
+
     def _archive(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None):
         node_dir = f"{JOB_DIR}/{node_files.node_dirname(launch.node.node_index)}"[1:]
         files = {f"{node_dir}/{node_files.NODE_SPEC}": (json.dumps(launch.to_json(), indent=1).encode(), 0o644)}
@@ -247,8 +279,12 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
         daemon = self.daemon_for(node.node_index)
         api = self.client(daemon)
         device_requests = self._device_requests(launch, daemon)
-        # A retried launch: remove what an earlier try of this node left on the daemon.
-        self._remove(api, {"label": [f"{LABEL_JOB}={node.job_id}", f"{LABEL_NODE}={node.node_index}"]}, grace_s=0)
+        # Earlier tries of this node: stopped (kept, for their logs, until the teardown removes
+        # the job's containers) before this try starts.
+        tries = api.containers(all=True, filters={"label": [f"{LABEL_JOB}={node.job_id}", f"{LABEL_NODE}={node.node_index}"]})
+        for info in tries:
+            self._stop(api, info["Id"], grace_s=5)
+        try_number = max((int(c["Labels"].get(LABEL_TRY, 0)) for c in tries), default=0) + 1
         outputs = self._prepare_outputs(api, daemon, node.job_id)
         env = dict(self.environment or {})
         env["PYTHONPATH"] = ":".join(filter(None, [LIB_DIR, env.get("PYTHONPATH")]))
@@ -261,8 +297,10 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
         try:
             container = api.create_container(
                 self.image, command=command, environment=env, user=self.user, working_dir=SRC_DIR,
-                labels={LABEL_JOB: node.job_id, LABEL_NODE: str(node.node_index)}, host_config=host_config,
-                name=f"airflow_tf-{node.job_id}-{node_files.node_dirname(node.node_index)}"[:250], detach=True,
+                labels={LABEL_JOB: node.job_id, LABEL_NODE: str(node.node_index), LABEL_TRY: str(try_number),
+                        LABEL_ATTEMPT: str(launch.attempt), LABEL_PORTS: ",".join(map(str, node.ports))},
+                host_config=host_config, detach=True,
+                name=f"airflow_tf-{node.job_id}-{node_files.node_dirname(node.node_index)}-{node_files.try_dirname(try_number)}"[:250],
             )
         except ImageNotFound:
             self._check_image(daemon)  # raises the clear message
@@ -280,13 +318,7 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
             if isinstance(exc, APIError) and "executable file not found" in str(exc.explanation or ""):
                 raise SpecError(f"python={self.python!r} is not in the image {self.image!r}: {exc.explanation}") from None
             raise
-        started = parse_timestamp(api.inspect_container(container_id)["State"].get("StartedAt") or "")
-        return {
-            "backend": "docker", "job_id": node.job_id, "node_index": node.node_index, "host": daemon.host,
-            "daemon": daemon.url, "docker_conn_id": daemon.conn_id, "container_id": container_id, "outputs": outputs,
-            # The daemon's clock, like ended_at in poll(): durations stay right on a remote host.
-            "started_at": started / 1e9 if started else time.time(),
-        }
+        return self._handle(api, daemon, container_id, node.job_id, node.node_index, outputs)
 
     def poll(self, handle: Handle) -> NodeState:
         from docker.errors import NotFound
@@ -325,6 +357,23 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
         except NotFound:
             return []
         return raw.decode(errors="replace").splitlines()[-lines:]
+
+    def output_files(self, handle: Handle):
+        """The chief container's outputs folder (bind mount or volume) through the archive API,
+        as one streamed tar: nothing is held in memory beyond one read."""
+        import tarfile
+
+        response = ContainerFiles(self._api(handle), handle["container_id"])._request("GET", OUTPUT_DIR)
+        if response is None:
+            return
+        try:
+            with tarfile.open(fileobj=response.raw, mode="r|") as tar:
+                for member in tar:
+                    relative = member.name.split("/", 1)[1] if "/" in member.name else ""
+                    if member.isfile() and relative:
+                        yield relative, tar.extractfile(member)
+        finally:
+            response.close()
 
     def _files(self, handle: Handle) -> tuple[ContainerFiles, str]:
         """The node's directory in its container, and a reader (and writer) for it."""

@@ -14,13 +14,12 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import airflow_tf
 from airflow_tf.backends import node_io
@@ -118,6 +117,8 @@ class LocalBackend(node_io.NodeDirectoryFiles, Backend):
         (PATH, HOME, locale, thread and GPU library settings), not the worker's credentials.
     """
 
+    single_host: ClassVar[bool] = True  # the trigger reads these files and pids: see operators/placement.py
+
     job_root: str | None = None
     python: str | None = None
     host: str = "127.0.0.1"
@@ -139,6 +140,15 @@ class LocalBackend(node_io.NodeDirectoryFiles, Backend):
     def output_location(self, job_id: str) -> str:
         return os.path.join(self.job_dir(job_id), node_files.OUTPUTS)
 
+    def output_files(self, handle: Handle):
+        root = self.output_location(handle["job_id"])
+        for folder, dirs, names in os.walk(root):
+            dirs.sort()
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    yield os.path.relpath(path, root).replace(os.sep, "/"), open(path, "rb")
+
     # -- planning inputs ----------------------------------------------------------------------
     def hosts(self, node_count: int) -> list[str]:
         return [self.host] * node_count
@@ -147,16 +157,19 @@ class LocalBackend(node_io.NodeDirectoryFiles, Backend):
         return procfs.free_ports(count)
 
     # -- node lifecycle -----------------------------------------------------------------------
+    def find_node(self, job_id: str, node_index: int) -> Handle | None:
+        return self._load_handle(self.node_dir(job_id, node_index))
+
     def start(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None = None) -> Handle:
         node = launch.node
-        node_dir = self.node_dir(node.job_id, node.node_index)
-        if os.path.isdir(node_dir):
-            # A retried launch: stop what the previous try started before reusing the directory.
-            previous = self._load_handle(node_dir)
-            if previous:
-                self.stop(previous, grace_s=5)
-            shutil.rmtree(node_dir)
-        os.makedirs(node_dir, mode=node_files.DIR_MODE)
+        node_root = self.node_dir(node.job_id, node.node_index)
+        # An earlier try of this node (a re-run launch, a job restart): stopped, with anything of
+        # the node still running (a launcher whose handle was never written carries the marker).
+        previous = self._load_handle(node_root)
+        if previous:
+            self.stop(previous, grace_s=5)
+        procfs.kill_all(procfs.job_processes(node.job_id, node.node_index))
+        try_number, node_dir = node_files.make_try_dir(node_root)
         os.chmod(self.job_dir(node.job_id), node_files.DIR_MODE)
         node_files.write_atomic(os.path.join(node_dir, node_files.NODE_SPEC), json.dumps(launch.to_json(), indent=1))
         if secrets:  # 0600 in a 0700 directory; the launcher deletes it before anything else
@@ -166,7 +179,7 @@ class LocalBackend(node_io.NodeDirectoryFiles, Backend):
         env = inherited_environment(os.environ, self.pass_environment)
         # The job's marker from the launcher's first instant (its pip install included): the
         # teardown's sweep finds every process of the node by it, whatever phase it is in.
-        env.update(procfs_markers(node.job_id, node.node_index))
+        env.update(procfs_markers(node.job_id, node.node_index, try_number))
         from airflow_tf import config  # [airflow_tf] package_cache (or AIRFLOW_TF_PACKAGE_CACHE) for the node
 
         if cache := config.package_cache():
@@ -187,6 +200,8 @@ class LocalBackend(node_io.NodeDirectoryFiles, Backend):
             "backend": "local",
             "job_id": node.job_id,
             "node_index": node.node_index,
+            "try": try_number,
+            "attempt": launch.attempt,
             "host": node.host,
             "node_dir": node_dir,
             "pid": proc.pid,
@@ -194,7 +209,9 @@ class LocalBackend(node_io.NodeDirectoryFiles, Backend):
             "started_at": time.time(),
             "machine": machine_id(),  # where this pid means something (the trigger checks it: watch_problem)
         }
-        node_files.write_atomic(os.path.join(node_dir, node_files.HANDLE), json.dumps(handle))
+        text = json.dumps(handle)
+        node_files.write_atomic(os.path.join(node_dir, node_files.HANDLE), text)
+        node_files.write_atomic(os.path.join(node_root, node_files.HANDLE), text)  # the current try
         return handle
 
     def poll(self, handle: Handle) -> NodeState:

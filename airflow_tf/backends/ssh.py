@@ -39,7 +39,7 @@ from airflow_tf.cluster.checks import check_bool, check_choice, check_positive_i
 from airflow_tf.cluster.checks import check_shell_safe
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.plan import NodeLaunch
-from airflow_tf.runtime import node_files
+from airflow_tf.runtime import node_files, procfs
 
 __all__ = ["CleanupPolicy", "SSHBackend", "SSHBackendError"]
 
@@ -211,12 +211,34 @@ class SSHBackend(node_io.NodeDirectoryFiles, Backend):
         host = self.host(self.conn_id_for(0))
         return f"ssh://{host.address}{posixpath.join(self._job_dir(host, job_id), node_files.OUTPUTS)}"
 
+    def output_files(self, handle: Handle):
+        """The chief host's ``<job>/outputs`` over SFTP (regular files only; links are not followed)."""
+        import stat
+
+        host = self._handle_host(handle)
+        root = posixpath.join(self._job_dir(host, handle["job_id"]), node_files.OUTPUTS)
+        pending = [root]
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = host.remote(f"listing {folder}", lambda: host.sftp().listdir_attr(folder))
+            except FileNotFoundError:
+                continue
+            for entry in sorted(entries, key=lambda e: e.filename):
+                path = posixpath.join(folder, entry.filename)
+                if stat.S_ISDIR(entry.st_mode):
+                    pending.append(path)
+                elif stat.S_ISREG(entry.st_mode):
+                    source = host.remote(f"opening {path}", lambda: host.sftp().open(path, "rb"))
+                    source.prefetch(entry.st_size)  # pipelined reads: a model copies at link speed
+                    yield posixpath.relpath(path, root), source
+
     def host_path(self, handle: Handle, path: str) -> str:
         """A path on the node's host, as ``ssh://host/path`` (it is not on the Airflow worker)."""
         return f"ssh://{handle['host']}{path}"
 
     # -- node lifecycle -----------------------------------------------------------------------
-    def _launch_script(self, job_id: str, node_index: int, job_dir: str, node_dir: str) -> str:
+    def _launch_script(self, job_id: str, node_index: int, try_number: int, job_dir: str, node_dir: str) -> str:
         from airflow.providers.ssh.utils.remote_job import RemoteJobPaths, build_posix_wrapper_command
 
         class NodePaths(RemoteJobPaths):
@@ -224,15 +246,16 @@ class SSHBackend(node_io.NodeDirectoryFiles, Backend):
             def log_file(self) -> str:  # node.log, like every other backend's node directory
                 return posixpath.join(self.job_dir, node_files.LOG)
 
-        paths = NodePaths(job_id=node_files.node_dirname(node_index), remote_os="posix", base_dir=job_dir)
+        # The provider's job directory is the try's: <job>/node-<i>/try-<k>.
+        paths = NodePaths(job_id=node_files.try_dirname(try_number), remote_os="posix",
+                          base_dir=posixpath.dirname(node_dir))
         # exec: the launcher replaces the wrapper's shell, so it is the session and group leader
         # (one killpg stops the node; its leftover sweep works) and writes the exit code itself.
         launcher = "exec " + shlex.join([
             self.python, "-m", "airflow_tf.runtime.launcher", node_dir,
             "--workdir", posixpath.join(node_dir, "src"), "--output-dir", posixpath.join(job_dir, node_files.OUTPUTS),
         ])
-        env = {"PYTHONPATH": posixpath.join(node_dir, "runtime"), "AIRFLOW_TF_JOB_ID": job_id,
-               "AIRFLOW_TF_NODE_INDEX": str(node_index)}
+        env = {"PYTHONPATH": posixpath.join(node_dir, "runtime"), **procfs.markers(job_id, node_index, try_number)}
         # umask first: the node's log and every file of the node are private to the job's user.
         unpack = ("umask 077\n" f"cd {shlex.quote(node_dir)} && tar -xzf {BUNDLE_FILE} --no-same-owner && rm -f {BUNDLE_FILE} "
                   "|| exit 1\n")
@@ -248,20 +271,20 @@ echo "AIRFLOW_TF_CLOCK=$(date +%s.%N)"
         return unpack + build_posix_wrapper_command(launcher, paths, env) + report
 
     def start(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None = None) -> Handle:
-        from airflow_tf.runtime import procfs
-
         node = launch.node
         host = self.host(self.conn_id_for(node.node_index))
         job_dir = self._job_dir(host, node.job_id)
-        node_dir = self._node_dir(host, node.job_id, node.node_index)
-        previous = host.read_json(posixpath.join(node_dir, node_files.HANDLE))
-        if previous:  # a retried launch: stop what the previous try started before reusing the directory
+        node_root = self._node_dir(host, node.job_id, node.node_index)
+        previous = host.read_json(posixpath.join(node_root, node_files.HANDLE))
+        if previous:  # an earlier try of this node: stopped (its files stay) before the next one starts
             self.stop(previous, grace_s=5)
-        busy = host.op("prepare", root=host.root(), node_dir=node_dir, ports=node.ports)["busy"]
-        if busy:
-            raise SSHBackendError(f"node {node.node_index}: port(s) {busy} planned for it are already in use on "
-                                  f"{host.where()}; re-run the job to plan with ports free now")
-        script = self._launch_script(node.job_id, node.node_index, job_dir, node_dir).encode()
+        host.op("sweep", job_id=node.job_id, node_index=node.node_index)  # also a try whose handle was never written
+        prepared = host.op("prepare", root=host.root(), node_root=node_root, ports=node.ports)
+        if prepared["busy"]:
+            raise SSHBackendError(f"node {node.node_index}: port(s) {prepared['busy']} planned for it are already in "
+                                  f"use on {host.where()}; re-run the job to plan with ports free now")
+        try_number, node_dir = int(prepared["try"]), prepared["node_dir"]
+        script = self._launch_script(node.job_id, node.node_index, try_number, job_dir, node_dir).encode()
         spec = json.dumps(launch.to_json(), indent=1).encode()
         with bundle.build(source_directory, runtime_at="runtime", source_at="src", gzip=True, private=True,
                           files={node_files.NODE_SPEC: (spec, node_files.FILE_MODE)}) as data:
@@ -287,6 +310,8 @@ echo "AIRFLOW_TF_CLOCK=$(date +%s.%N)"
             "host": host.address,
             "job_id": node.job_id,
             "node_index": node.node_index,
+            "try": try_number,
+            "attempt": launch.attempt,
             "job_dir": job_dir,
             "node_dir": node_dir,
             "pid": int(report["AIRFLOW_TF_PID"]),
@@ -296,9 +321,14 @@ echo "AIRFLOW_TF_CLOCK=$(date +%s.%N)"
             # host clock - ours (read just before the answer left): turns exit-code mtimes into our time.
             "clock_offset_s": float(report.get("AIRFLOW_TF_CLOCK", now)) - now,
         }
-        host.write(posixpath.join(node_dir, node_files.HANDLE), json.dumps(handle).encode(), "writing handle.json",
-                   mode=node_files.FILE_MODE)
+        for where in (node_dir, node_root):  # the try's, and the node's current try
+            host.write(posixpath.join(where, node_files.HANDLE), json.dumps(handle).encode(), "writing handle.json",
+                       mode=node_files.FILE_MODE)
         return handle
+
+    def find_node(self, job_id: str, node_index: int) -> Handle | None:
+        host = self.host(self.conn_id_for(node_index))
+        return host.read_json(posixpath.join(self._node_dir(host, job_id, node_index), node_files.HANDLE))
 
     def _handle_host(self, handle: Handle) -> SSHHost:
         host = self.host(handle["conn_id"])

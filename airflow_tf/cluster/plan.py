@@ -118,6 +118,11 @@ class NodePlan:
     pip_extra_index_urls: list[str] = dataclasses.field(default_factory=list)  # --extra-index-url
     pip_trusted_hosts: list[str] = dataclasses.field(default_factory=list)  # --trusted-host
     gpus: int = 0  # GPUs the node needs (0: a CPU node); e.g. Docker device requests
+    conda_packages: list[str] = dataclasses.field(default_factory=list)  # installed by the node runtime
+    conda_channels: list[str] = dataclasses.field(default_factory=list)  # where from (runtime.conda_env)
+    keras_version: str | None = None  # "2" / "3": every process's TF_USE_LEGACY_KERAS (None: left alone)
+    framework_version: str | None = None  # the TensorFlow version the node must have (runtime.frameworks)
+    autolog: bool = True  # the node runtime records Keras fit's metrics (runtime.autolog)
 
     @property
     def ports(self) -> list[int]:
@@ -183,10 +188,14 @@ class NodeLaunch:
     node: NodePlan
     cluster: ClusterPlan
     environment: dict[str, str]
+    # The job's attempt: 1 for the launch tasks, +1 for each whole-job restart (max_restarts).
+    # A re-run launch re-attaches to a healthy node only when that node runs this attempt.
+    attempt: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "NodeLaunch":
-        return cls(NodePlan.from_json(data["node"]), ClusterPlan.from_json(data["cluster"]), dict(data["environment"]))
+        return cls(NodePlan.from_json(data["node"]), ClusterPlan.from_json(data["cluster"]), dict(data["environment"]),
+                   int(data.get("attempt", 1)))

@@ -19,10 +19,16 @@ from airflow_tf.cluster.checks import (
     check_no_nul,
     check_positive_int,
     check_source,
-    check_string_list,
     describe,
 )
 from airflow_tf.cluster.errors import SpecError
+from airflow_tf.cluster.frameworks import (
+    KerasVersion,
+    check_conda_channels,
+    check_conda_packages,
+    check_framework_version,
+    check_keras_version,
+)
 from airflow_tf.cluster.limits import check_limit
 from airflow_tf.cluster.pip import check_pip_hosts, check_pip_packages, check_pip_url, check_pip_urls
 from airflow_tf.cluster.secrets import check_disjoint, check_secret_environment
@@ -104,6 +110,14 @@ class TrainingSpec:
     pip_index_url: str | None = None
     pip_extra_index_urls: list[str] = dataclasses.field(default_factory=list)
     pip_trusted_hosts: list[str] = dataclasses.field(default_factory=list)
+    # Where conda_packages come from (cluster/frameworks.py; default conda-forge).
+    conda_channels: list[str] | None = None
+    # "2" (tf_keras), "3", or "auto": 2 for distributed strategies. Sets TF_USE_LEGACY_KERAS per rank.
+    keras_version: KerasVersion = KerasVersion.AUTO
+    # The estimator's TensorFlow version, checked against the node's before any rank starts.
+    framework_version: str | None = None
+    # Keras fit's per-epoch metrics (and a TensorBoard dir) recorded without the script's help.
+    autolog: bool = True
 
     # Field -> check returning the normalised value. Subclasses add theirs (merged along the MRO).
     FIELD_CHECKS: ClassVar[dict[str, Callable[[Any], Any]]] = {
@@ -114,7 +128,11 @@ class TrainingSpec:
         "pip_index_url": lambda v: None if v is None else check_pip_url("pip_index_url", v),
         "pip_extra_index_urls": lambda v: check_pip_urls("pip_extra_index_urls", v),
         "pip_trusted_hosts": check_pip_hosts,
-        "conda_packages": lambda v: check_string_list("conda_packages", v),
+        "conda_packages": check_conda_packages,
+        "conda_channels": check_conda_channels,
+        "keras_version": check_keras_version,
+        "framework_version": check_framework_version,
+        "autolog": lambda v: check_bool("autolog", v),
         "use_gpu": lambda v: check_bool("use_gpu", v),
         "environment_variables": check_environment,
         "secret_environment_variables": check_secret_environment,
@@ -140,6 +158,13 @@ class TrainingSpec:
         if index and "pip_packages" in fields and not fields["pip_packages"]:
             raise SpecError(f"{', '.join(index)}: applies only to pip_packages, which is empty; add the packages "
                             "or drop the option")
+        if fields.get("conda_channels") is not None and "conda_packages" in fields and not fields["conda_packages"]:
+            raise SpecError("conda_channels: applies only to conda_packages, which is empty; add the packages or "
+                            "drop the option")
+        env, keras = fields.get("environment_variables"), fields.get("keras_version")
+        if isinstance(env, Mapping) and "TF_USE_LEGACY_KERAS" in env and keras not in (None, "auto"):
+            raise SpecError(f"environment_variables['TF_USE_LEGACY_KERAS'] and keras_version={keras!r} both choose "
+                            "the Keras version: keep keras_version only")
         if isinstance(fields.get("environment_variables"), Mapping):
             check_disjoint(fields["environment_variables"], fields.get("secret_environment_variables") or {})
 

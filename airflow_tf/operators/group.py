@@ -25,6 +25,8 @@ from airflow_tf.operators.nodes import (
     WaitForTrainingJobOperator,
 )
 from airflow_tf.operators.options import caller_folder, check_seconds, resolve_source_directory
+from airflow_tf.results import outputs
+from airflow_tf.results.tracking import tracking_from_options
 
 # Which spec fields may be Jinja templates (set per run from DAG Params / conf): the plan task's.
 TEMPLATED_FIELDS = PlanTrainingJobOperator.template_fields
@@ -38,7 +40,8 @@ def _is_template(value: Any) -> bool:
 BASE_OPTIONS = frozenset({
     "source_directory", "entry_script", "script_params", "node_count", "process_count_per_node", "pip_packages",
     "conda_packages", "use_gpu", "environment_variables", "backend", "poll_interval", "timeout", "model_asset",
-    "error_budget", "max_run_duration_seconds",
+    "error_budget", "max_run_duration_seconds", "output_uri",
+    "mlflow_tracking_uri", "mlflow_conn_id", "mlflow_experiment_name", "mlflow_ranks",
 })
 
 
@@ -83,6 +86,11 @@ class TrainingTaskGroup(TaskGroup):
         model_asset: Any = None,
         error_budget: float | None = None,
         max_run_duration_seconds: float | None = DEFAULT_MAX_RUN_DURATION_S,
+        output_uri: Any = None,
+        mlflow_tracking_uri: str | None = None,
+        mlflow_conn_id: str | None = None,
+        mlflow_experiment_name: str | None = None,
+        mlflow_ranks: str = "chief",
         **options: Any,
     ):
         spec_class = PLANNERS[JobKind(self.strategy)][0]
@@ -93,8 +101,11 @@ class TrainingTaskGroup(TaskGroup):
             allowed = sorted(TASK_GROUP_OPTIONS | BASE_OPTIONS | strategy_options)
             import difflib  # only on this error path: DAG parsing should not pay for it
 
-            hints = {name: difflib.get_close_matches(name, allowed, n=1) for name in unknown}
-            hint = "; ".join(f"did you mean {h[0]!r} for {name!r}?" for name, h in hints.items() if h)
+            from airflow_tf.cluster.estimator_names import INSTEAD  # the estimator's names: where they went
+
+            hints = {name: difflib.get_close_matches(name, [*allowed, *INSTEAD], n=1) for name in unknown}
+            hint = "; ".join(f"{name!r}: {INSTEAD[h[0]]}" if h[0] in INSTEAD else f"did you mean {h[0]!r} for {name!r}?"
+                             for name, h in hints.items() if h)
             raise SpecError(f"{type(self).__name__} got unknown option(s) {unknown}. {hint} Allowed: {allowed}")
         fields = {
             # Relative: against the DAG file's folder, not the working directory (operators/options.py).
@@ -111,18 +122,15 @@ class TrainingTaskGroup(TaskGroup):
         }
         templated = {name for name in TEMPLATED_FIELDS if _is_template(fields[name])}
         spec_class.validate_fields(fields, skip=templated)
-        if fields["conda_packages"]:
-            # Per-job environments are built with pip on the node (pip_packages). Failing here
-            # beats a job that silently runs without the packages the user asked for.
-            raise SpecError(
-                "conda_packages is not supported: nodes get per-job packages through pip_packages; "
-                "put conda packages into the node's image or environment"
-            )
         check_seconds("poll_interval", poll_interval, "None: [airflow_tf] poll_interval")
         check_seconds("timeout", timeout, "None: no timeout")
         check_seconds("max_run_duration_seconds", max_run_duration_seconds, "None: no limit")
         # Seconds of consecutive backend errors the wait rides out (docs/reliability.md).
         check_seconds("error_budget", error_budget, "None: 60")
+        # Where the chief's outputs are copied at the end (results/outputs.py); checked here, at parse.
+        output_setting = outputs.to_setting(output_uri)
+        # One MLflow run per job (results/tracking.py; mlflow itself is imported only by the wait task).
+        tracking = tracking_from_options(mlflow_tracking_uri, mlflow_conn_id, mlflow_experiment_name, mlflow_ranks)
         if backend is None:
             backend = LocalBackend()
         if not isinstance(backend, Backend):
@@ -133,6 +141,8 @@ class TrainingTaskGroup(TaskGroup):
         self.model_asset = _as_asset(model_asset)
         self.error_budget = error_budget
         self.max_run_duration_seconds = max_run_duration_seconds
+        self.output_uri = output_setting
+        self.tracking = tracking
         self._build(fields, poll_interval=poll_interval, timeout=timeout)
 
     def _build(self, fields: dict[str, Any], *, poll_interval: float | None, timeout: float | None) -> None:
@@ -150,7 +160,9 @@ class TrainingTaskGroup(TaskGroup):
                 job_name=self.group_id,
             )
             launch = LaunchNodeOperator.partial(
-                task_id="launch", backend=backend, source_directory=fields["source_directory"],
+                # The UI names each mapped launch "node 1 · worker 1 @ host" (set by its execute()).
+                task_id="launch", map_index_template="{{ airflow_tf_node }}", backend=backend,
+                source_directory=fields["source_directory"],
                 plan_task_id=plan.task_id, environment_variables=fields["environment_variables"] or {},
                 secret_environment_variables=fields.get("secret_environment_variables") or {},
             ).expand(node=plan.output)
@@ -158,6 +170,7 @@ class TrainingTaskGroup(TaskGroup):
                 task_id="wait", handles=launch.output, backend=backend, plan_task_id=plan.task_id,
                 poll_interval=poll_interval, timeout=timeout, model_asset=self.model_asset,
                 error_budget=self.error_budget, max_run_duration_seconds=self.max_run_duration_seconds,
+                tracking=self.tracking.to_json() if self.tracking else None, output_uri=self.output_uri,
                 secret_environment_variables=fields.get("secret_environment_variables") or {},
             )
             teardown = TeardownTrainingJobOperator(

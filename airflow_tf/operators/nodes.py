@@ -19,14 +19,20 @@ from airflow_tf.cluster.checks import coerce_positive_int
 from airflow_tf.cluster.plan import ClusterPlan, NodeLaunch, NodePlan
 from airflow_tf.cluster.registry import PLANNERS, JobKind
 from airflow_tf.cluster.spec import check_environment
+from airflow_tf.operators.links import RESULT_LINKS
+from airflow_tf.operators.placement import check_single_host
 from airflow_tf.operators.secrets import mask, resolve
 from airflow_tf.results.progress import metrics_files
 from airflow_tf.runtime import node_files
+from airflow_tf.ui.names import node_title
 
 # The estimator's max_run_duration_seconds: the job's wall clock from its first node's start. Generous
 # (a week) so that by default nothing waits forever; None turns it off.
 DEFAULT_MAX_RUN_DURATION_S = 7 * 24 * 3600
 PLAN_XCOM_KEY = "plan"  # the whole job plan, for people (UI) and the wait / teardown tasks
+# What the job page (airflow_tf/ui) needs besides plan and handles: the backend's settings, to
+# read the nodes, and secret_environment_variables' references (never values), to mask their lines.
+PAGE_XCOM_KEY = "job_page"
 CLUSTER_XCOM_KEY = "cluster"  # the cluster alone: what each launch task needs besides its node
 
 
@@ -59,6 +65,7 @@ class PlanTrainingJobOperator(MasksEnvironment, BaseOperator):
     """
 
     template_fields = ("node_count", "script_params", "environment_variables")
+    template_fields_renderers = {"script_params": "json"}  # the UI shows the dict as JSON
     ui_color = "#e8f4fd"
 
     def __init__(self, *, strategy: str, spec_fields: dict[str, Any], node_count: Any, script_params: Any,
@@ -83,6 +90,8 @@ class PlanTrainingJobOperator(MasksEnvironment, BaseOperator):
         # Every secret reference must resolve before any node starts (the values are not kept).
         resolve(spec.secret_environment_variables)
         backend = Backend.deserialize(self.backend)
+        if backend.single_host:  # on a multi-host executor: pinned to one host, or refused here
+            check_single_host(self, type(backend).__name__)
         hosts = backend.hosts(spec.node_count)
         job_id = job_id_for(context["dag"].dag_id, context["run_id"], self.job_name)
         # Plan once with default ports to learn how many ports each host needs, then again
@@ -101,6 +110,17 @@ class PlanTrainingJobOperator(MasksEnvironment, BaseOperator):
         return data["nodes"]
 
 
+def reattach(backend: Backend, launch: NodeLaunch) -> dict[str, Any] | None:
+    """The rule for a re-run launch (docs/reliability.md): the node's latest try still healthy and
+    running this job attempt -> its handle (never a duplicate); anything else is left to
+    ``Backend.start``, which stops what earlier tries left before the new try starts."""
+    node = launch.node
+    current = backend.find_node(node.job_id, node.node_index)
+    if current is None or int(current.get("attempt", 1)) != launch.attempt:
+        return None
+    return current if backend.poll(current)["running"] else None
+
+
 class LaunchNodeOperator(MasksEnvironment, BaseOperator):
     """Start one node detached through the backend; return its handle. Takes seconds, not hours.
 
@@ -109,6 +129,8 @@ class LaunchNodeOperator(MasksEnvironment, BaseOperator):
     """
 
     template_fields = ("node", "environment_variables")
+    # The node's plan (its TF_CONFIG parts, command, ports) as JSON in the rendered-fields view.
+    template_fields_renderers = {"node": "json"}
     ui_color = "#fdf6e3"
 
     def __init__(self, *, node: Any, backend: dict[str, Any], source_directory: str, plan_task_id: str,
@@ -123,13 +145,22 @@ class LaunchNodeOperator(MasksEnvironment, BaseOperator):
         self.environment_variables = environment_variables
 
     def execute(self, context) -> dict[str, Any]:
+        # Read by the map_index_template set in group.py: the UI lists "node 1 · worker 1 @ host".
+        context["airflow_tf_node"] = node_title(self.node)
         node = NodePlan.from_json(self.node)
         cluster = ClusterPlan.from_json(context["ti"].xcom_pull(task_ids=self.plan_task_id, key=CLUSTER_XCOM_KEY))
         launch = NodeLaunch(node, cluster, check_environment(self.environment_variables))
+        backend = Backend.deserialize(self.backend)
+        attached = reattach(backend, launch)
+        if attached is not None:
+            self.log.info("node %s of job %s (attempt %s) is already running as try %s: re-attached, nothing started",
+                          node.node_index, node.job_id, launch.attempt, attached.get("try"))
+            return attached
         secrets = resolve(self.secret_environment_variables)  # looked up now, handed over, kept nowhere
-        handle = Backend.deserialize(self.backend).start(launch, self.source_directory, secrets=secrets)
+        handle = backend.start(launch, self.source_directory, secrets=secrets)
         labels = ", ".join(process.label for process in node.processes)
-        self.log.info("node %s started on %s (%s): %s", node.node_index, node.host, labels, handle)
+        self.log.info("node %s started on %s (%s) as try %s: %s", node.node_index, node.host, labels,
+                      handle.get("try"), handle)
         return handle
 
 
@@ -138,15 +169,20 @@ class WaitForTrainingJobOperator(BaseOperator):
 
     template_fields = ("handles",)
     ui_color = "#eaf7ea"
+    # Job page, TensorBoard dir, curves picture, outputs, MLflow run (airflow_tf/operators/links.py).
+    operator_extra_links = RESULT_LINKS
 
     def __init__(self, *, handles: Any, backend: dict[str, Any], plan_task_id: str, poll_interval: float | None = None,
                  timeout: float | None = None, model_asset: Any = None,
                  secret_environment_variables: dict[str, str] | None = None, error_budget: float | None = None,
                  max_run_duration_seconds: float | None = DEFAULT_MAX_RUN_DURATION_S,
+                 tracking: dict[str, Any] | None = None, output_uri: dict[str, Any] | None = None,
                  **kwargs):
         if model_asset is not None:
             kwargs["outlets"] = [*kwargs.get("outlets", []), model_asset]
         super().__init__(**kwargs)
+        self.tracking = tracking  # results.tracking.Tracking as JSON; None: no MLflow run
+        self.output_uri = output_uri  # results.outputs.to_setting(): where the chief's outputs are copied
         self.error_budget = error_budget  # None: the trigger's default (DEFAULT_ERROR_BUDGET_S)
         self.max_run_duration_seconds = max_run_duration_seconds
         self.model_asset = model_asset
@@ -164,6 +200,9 @@ class WaitForTrainingJobOperator(BaseOperator):
 
         handles = list(self.handles[:])  # a mapped XCom: slice fetches all in one request
         plan = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
+        context["ti"].xcom_push(key=PAGE_XCOM_KEY, value={
+            "backend": self.backend, "secret_references": self.secret_environment_variables,
+        })
         self.defer(
             trigger=TrainingJobTrigger(
                 backend=self.backend,
@@ -194,7 +233,10 @@ class WaitForTrainingJobOperator(BaseOperator):
             how = f"exited with code {code}" if code is not None else "ended without an exit code (its runtime was killed)"
             if code == node_files.LOG_FAILED:
                 how += " (its log could not be written: disk full, or its directory was removed)"
+            elif code == node_files.PORTS_TAKEN:
+                how += " (ports planned for it were taken on its host before it started)"
             tail = "\n".join(event.get("tail") or ["<no output>"])
+            self._track(context, event, failed=True)
             # A training failure is not transient for this task: retrying the wait cannot help.
             raise AirflowFailException(
                 f"training job {event['job_id']} failed: node {node} {how}; all other nodes were stopped.\n"
@@ -204,6 +246,9 @@ class WaitForTrainingJobOperator(BaseOperator):
             self.log.info("node %s on %s: exit %s after %ss", node["node_index"], node["host"], node["exit_code"], node["duration_s"])
         results = {key: value for key, value in event.items() if key != "status"}
         results["curves_png"] = self._write_curves(results)
+        if self.output_uri:  # before the Asset event and the MLflow run, which then point at the copy
+            results = self._publish(results)
+        results["mlflow"] = self._track(context, results, failed=False)
         self.log.info("final metrics: %s; model: %s; curves: %s", results["metrics"], results["model_path"],
                       results["curves_png"])
         if self.model_asset is not None:
@@ -212,6 +257,34 @@ class WaitForTrainingJobOperator(BaseOperator):
                 "job_id": results["job_id"], "model_path": results["model_path"], "metrics": results["metrics"],
             }
         return results
+
+    def _publish(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Copy the chief's outputs (and metrics.json, curves.png) to ``output_uri``/<job_id>/
+        through the backend; the results then point there (results/outputs.py)."""
+        from airflow_tf.results import outputs
+
+        chief = min(self.handles[:], key=lambda h: h["node_index"])
+        destination = outputs.target(self.output_uri, results["job_id"])
+        extra = {outputs.METRICS_FILE: outputs.metrics_payload(results)}
+        curves = outputs.curves_png(results)
+        if curves:
+            extra[outputs.CURVES_FILE] = curves
+        copied = outputs.copy_outputs(Backend.deserialize(self.backend).output_files(chief), destination, extra)
+        self.log.info("copied %d file(s), %d bytes, of job %s's outputs to %s", len(copied), sum(copied.values()),
+                      results["job_id"], outputs.uri(destination))
+        published = outputs.relocate(results, results.get("output_dir"), destination)
+        published["curves_png"] = outputs.uri(destination / outputs.CURVES_FILE) if curves else None
+        return published
+
+    def _track(self, context, results: dict[str, Any], *, failed: bool) -> dict[str, Any] | None:
+        """The job as one MLflow run (``mlflow_tracking_uri`` / ``mlflow_conn_id``); None: not tracked."""
+        if not self.tracking:
+            return None
+        from airflow_tf.results.tracking import track_job  # mlflow: only where tracking is on
+
+        plan = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
+        return track_job(self.tracking, context=context, plan=plan, results=results, failed=failed,
+                         backend=self.backend, handles=list(self.handles[:]), log=self.log)
 
     def _write_curves(self, results: dict[str, Any]) -> str | None:
         """curves.png next to the model when the outputs are on this machine."""

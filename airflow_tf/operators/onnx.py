@@ -62,10 +62,38 @@ class OnnxExportOperator(BaseOperator):
         self.python = python
 
     def execute(self, context) -> dict[str, Any]:
+        import shutil
+
+        from airflow_tf.results.outputs import local_copy
+
         model = self.model_path["model_path"] if isinstance(self.model_path, dict) else self.model_path
-        if not model or not os.path.exists(model):
-            raise AirflowFailException(f"model_path {model!r} does not exist (did the training step save a model?)")
-        output = self.output_path or os.path.join(os.path.dirname(os.path.abspath(model)), "model.onnx")
+        if not model:
+            raise AirflowFailException(f"model_path {model!r} is empty (did the training step save a model?)")
+        # A URI (the training group's output_uri: sftp://, s3://...) is read through ObjectStoragePath,
+        # into a scratch folder; the ONNX file then goes back next to the model there.
+        scratch = None
+        try:
+            local, scratch = local_copy(str(model)) if "://" in str(model) else (model, None)
+            return self._export(local, str(model) if scratch else None, scratch)
+        except FileNotFoundError:
+            raise AirflowFailException(f"model_path {model!r} does not exist (did the training step save a model?)") \
+                from None
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _export(self, model: str, model_uri: str | None, scratch: str | None) -> dict[str, Any]:
+        from airflow_tf.results.outputs import upload
+
+        if not os.path.exists(model):
+            raise FileNotFoundError(model)
+        target = self.output_path or (model_uri.rsplit("/", 1)[0] + "/model.onnx" if model_uri else None)
+        remote_target = target if target and "://" in target and not target.startswith("file://") else None
+        if remote_target:
+            output = os.path.join(scratch or os.path.dirname(model), "model.onnx")
+        else:
+            output = (target or "").removeprefix("file://") or os.path.join(os.path.dirname(os.path.abspath(model)),
+                                                                          "model.onnx")
         argv = [self.python or sys.executable, "-m", "airflow_tf.runtime.onnx_export", model, output,
                 "--opset", str(self.opset), "--tolerance", repr(float(self.tolerance)), "--samples", str(self.samples)]
         if self.reference_model_path:
@@ -80,4 +108,9 @@ class OnnxExportOperator(BaseOperator):
             raise AirflowFailException(result.stderr.strip().splitlines()[-1])
         if result.returncode != 0 or not summary_lines:
             raise AirflowFailException(f"ONNX export failed (exit {result.returncode}): {result.stderr.strip()[-1500:]}")
-        return json.loads(summary_lines[-1])
+        summary = json.loads(summary_lines[-1])
+        if remote_target:
+            upload(output, remote_target)
+            summary["onnx_path"] = remote_target
+            self.log.info("uploaded %s to %s", output, remote_target)
+        return summary

@@ -1,80 +1,172 @@
-"""HyperparameterSweep: one training step per trial of a grid (or a random sample of it), at
-most ``max_parallel_trials`` at once, then the best trial by a named metric.
+"""HyperparameterSweep: HyperDrive's hyperparameter tuning as one task group.
 
-Trials are rendered as static training groups (``trial_0``, ``trial_1``, ...) from the grid at
-parse time rather than as mapped task groups: each training group already maps its launch over
-nodes, and Airflow cannot map a task inside a mapped task group.
+    sweep = HyperparameterSweep(
+        task_id="sweep",
+        hyperparameter_sampling=BayesianParameterSampling({"--learning-rate": loguniform(1e-4, 1e-1),
+                                                           "--batch-size": choice(32, 64, 128)}),
+        policy=BanditPolicy(slack_factor=0.1, evaluation_interval=1, delay_evaluation=2),
+        primary_metric_name="accuracy", primary_metric_goal="maximize",
+        max_total_runs=20, max_concurrent_runs=2, max_duration_minutes=120,
+        source_directory="mnist", entry_script="train.py", script_params={"--epochs": 10}, node_count=2,
+    )
+
+It renders two tasks: ``controller`` (deferrable: it asks Optuna for trials at run time, plans
+and starts each trial's nodes through the backend, watches them from a trigger, terminates
+trials early by the policy, and returns the best trial) and ``teardown`` (stops every trial,
+whatever happened). Why not a training group per trial: trials are chosen at run time, and
+Airflow cannot map a task group that holds a mapped launch (docs/tuning.md).
+
+The 0.1 keywords (``grid``, ``sample``, ``seed``, ``metric``, ``mode``, ``max_parallel_trials``)
+still work, with a DeprecationWarning naming today's.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import Any
 
-from airflow.sdk import TaskGroup, task
+from airflow.sdk import TaskGroup
 
+from airflow_tf.backends.base import Backend
+from airflow_tf.backends.local import LocalBackend
+from airflow_tf.cluster.checks import check_positive_int
 from airflow_tf.cluster.errors import SpecError
-from airflow_tf.cluster.sweep import MODES, trials
-from airflow_tf.operators.group import TrainingTaskGroup
+from airflow_tf.cluster.limits import check_limit, limit
+from airflow_tf.cluster.registry import PLANNERS, JobKind
+from airflow_tf.cluster.tuning import (
+    DEFAULT_MAX_DURATION_MINUTES,
+    LEGACY_NAMES,
+    ParameterSampling,
+    SweepSettings,
+    from_legacy,
+)
+from airflow_tf.cluster.tuning_space import grid_size, parse_space
+from airflow_tf.operators.group import TrainingTaskGroup, _as_asset
+from airflow_tf.operators.options import caller_folder, check_seconds, resolve_source_directory
+from airflow_tf.operators.sweep_controller import SweepControllerOperator, SweepTeardownOperator
 from airflow_tf.operators.tensorflow import TensorFlowTrainOperator
+
+# The training groups' own options a sweep uses (the rest of a trial's job are spec fields).
+GROUP_ONLY = frozenset({"backend", "poll_interval", "model_asset"})
+
+
+def _legacy(options: dict[str, Any]) -> dict[str, Any]:
+    """Take the 0.1 keywords out of ``options``, checked under their own names, as today's."""
+    legacy = {name: options.pop(name) for name in list(options) if name in LEGACY_NAMES}
+    if not legacy:
+        return {}
+    warnings.warn(
+        "HyperparameterSweep: " + ", ".join(f"{name} is deprecated, use {LEGACY_NAMES[name]}" for name in legacy),
+        DeprecationWarning, stacklevel=3)
+    if "metric" in legacy and (not isinstance(legacy["metric"], str) or not legacy["metric"]):
+        raise SpecError(f"metric must be the name of a metric the training script logs, got {legacy['metric']!r} "
+                        "(metric is deprecated: use primary_metric_name)")
+    if "max_parallel_trials" in legacy:
+        check_positive_int("max_parallel_trials", legacy["max_parallel_trials"])
+    if "grid" in legacy:
+        grid = legacy["grid"]
+        if not isinstance(grid, dict) or not grid or not all(isinstance(v, (list, tuple)) for v in grid.values()):
+            raise SpecError(f"grid must be a non-empty dict of script param -> list of values, got {grid!r}")
+        size = grid_size(parse_space(grid, "grid"))
+        seed, sample = legacy.get("seed", 0), legacy.get("sample")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise SpecError(f"seed must be an integer, got {seed!r}")
+        if sample is None and size > limit("max_sweep_trials"):
+            raise SpecError(f"grid has {size} combinations, more than max_sweep_trials={limit('max_sweep_trials')} "
+                            "([airflow_tf] max_sweep_trials): set sample=N to run N of them (today: max_total_runs), "
+                            "shrink the grid, or raise that setting")
+        if sample is not None:
+            if isinstance(sample, bool) or not isinstance(sample, int) or not 1 <= sample <= size:
+                raise SpecError(f"sample must be an integer in 1..{size} (the grid's size), got {sample!r}")
+            check_limit("sample", sample, "max_sweep_trials")
+    return from_legacy(legacy)
 
 
 class HyperparameterSweep(TaskGroup):
     """
-    :param grid: script param -> values, e.g. ``{"--learning-rate": [0.01, 0.1], "--epochs": [2, 4]}``.
-    :param sample: run this many trials drawn from the grid (seeded by ``seed``) instead of all.
-    :param metric: the final metric (from the chief's metrics file) that ranks trials.
-    :param mode: "max" or "min".
-    :param max_parallel_trials: trials in flight at once (each is a distributed job).
-    :param operator: the training group class (TensorFlowTrainOperator by default).
-    Other keywords go to every trial's training group; ``script_params`` are the base the
-    trial's values are merged into.
+    :param hyperparameter_sampling: ``GridParameterSampling`` / ``RandomParameterSampling`` /
+        ``BayesianParameterSampling`` over a space of script param -> ``choice(...)``,
+        ``uniform(low, high)``, ``loguniform(low, high)``, ``quniform(low, high, q)``, ``normal(mu, sigma)``, ...
+    :param primary_metric_name: the metric (from the chief's metrics records) that ranks trials.
+    :param primary_metric_goal: "maximize" or "minimize".
+    :param policy: early termination: ``BanditPolicy`` / ``MedianStoppingPolicy`` /
+        ``TruncationSelectionPolicy`` / ``NoTerminationPolicy`` (None: none).
+    :param max_total_runs: trials in all (default for grid sampling: the grid's size).
+    :param max_concurrent_runs: trials running at once (each is a whole training job).
+    :param max_duration_minutes: the sweep's wall clock; running trials are stopped past it.
+    :param operator: the training group class whose job each trial is (TensorFlowTrainOperator).
+    :param study_storage: an Optuna storage URL (default: a SQLite file in the sweep's directory
+        on the worker; give a shared database when controller retries may land on another worker).
+    Other keywords are the training job's (``source_directory``, ``entry_script``, ``node_count``,
+    ``backend``, ...); ``script_params`` is the base each trial's sampled values are merged into.
 
-    The ``select_best`` task returns ``{"best_params", "best_metric", "model_path", "trials"}``;
-    ``sweep.output`` is that XCom.
+    ``sweep.output`` is the controller's return value: ``{"best_params", "best_metric", "metrics",
+    "model_path", "best_trial", "trials": [...], "terminated_early", "picture", ...}``.
     """
 
-    def __init__(self, task_id: str, *, grid: dict[str, list[Any]], metric: str, mode: str = "max",
-                 sample: int | None = None, seed: int = 0, max_parallel_trials: int = 1,
-                 operator: type[TrainingTaskGroup] = TensorFlowTrainOperator, script_params: dict | None = None,
-                 **training_kwargs: Any):
-        if not isinstance(metric, str) or not metric:
-            raise SpecError(f"metric must be the name of a metric the training script logs, got {metric!r}")
-        if mode not in MODES:
-            raise SpecError(f"mode must be one of {list(MODES)}, got {mode!r}")
-        if isinstance(max_parallel_trials, bool) or not isinstance(max_parallel_trials, int) or max_parallel_trials < 1:
-            raise SpecError(f"max_parallel_trials must be an integer >= 1, got {max_parallel_trials!r}")
+    def __init__(self, task_id: str, *, hyperparameter_sampling: ParameterSampling | None = None,
+                 primary_metric_name: str | None = None, primary_metric_goal: str = "maximize", policy: Any = None,
+                 max_total_runs: int | None = None, max_concurrent_runs: int = 1,
+                 max_duration_minutes: float = DEFAULT_MAX_DURATION_MINUTES,
+                 operator: type[TrainingTaskGroup] = TensorFlowTrainOperator, study_storage: str | None = None,
+                 **options: Any):
+        legacy = _legacy(options)
+        given = {"hyperparameter_sampling": hyperparameter_sampling, "primary_metric_name": primary_metric_name}
+        for name, value in legacy.items():
+            if given.get(name) is not None:
+                raise SpecError(f"{name} given twice (once through a deprecated keyword): give only {name}")
+        hyperparameter_sampling = legacy.get("hyperparameter_sampling", hyperparameter_sampling)
+        if hyperparameter_sampling is None:
+            raise SpecError("hyperparameter_sampling is required: GridParameterSampling({...}), "
+                            "RandomParameterSampling({...}) or BayesianParameterSampling({...})")
+        settings = SweepSettings(
+            sampling=hyperparameter_sampling,
+            primary_metric_name=legacy.get("primary_metric_name", primary_metric_name),
+            primary_metric_goal=legacy.get("primary_metric_goal", primary_metric_goal),
+            policy=policy,
+            max_total_runs=legacy.get("max_total_runs", max_total_runs),
+            max_concurrent_runs=legacy.get("max_concurrent_runs", max_concurrent_runs),
+            max_duration_minutes=max_duration_minutes,
+        )
         if not (isinstance(operator, type) and issubclass(operator, TrainingTaskGroup)):
             raise SpecError(f"operator must be a training operator class such as TensorFlowTrainOperator, got {operator!r}")
-        if script_params is not None and not isinstance(script_params, dict):
+        if study_storage is not None and (not isinstance(study_storage, str) or "://" not in study_storage):
+            raise SpecError(f"study_storage must be an Optuna storage URL such as 'postgresql://...' or None, got "
+                            f"{study_storage!r}")
+        spec_class = PLANNERS[JobKind(operator.strategy)][0]
+        spec_names = {f.name for f in dataclasses.fields(spec_class)}
+        unknown = sorted(set(options) - spec_names - GROUP_ONLY)
+        if unknown:
+            raise SpecError(f"HyperparameterSweep got unknown option(s) {unknown}; allowed: "
+                            f"{sorted(spec_names | GROUP_ONLY)} besides the sweep's own")
+        if options.get("script_params") is not None and not isinstance(options["script_params"], dict):
             raise SpecError("script_params must be a dict for a sweep (trial values are merged into it)")
-        self.trial_params = trials(grid, sample=sample, seed=seed)
+        if "source_directory" not in options or "entry_script" not in options:
+            raise SpecError("HyperparameterSweep needs source_directory and entry_script (the trials' training job)")
+        spec_fields = {k: v for k, v in options.items() if k in spec_names}
+        spec_fields["source_directory"] = resolve_source_directory(spec_fields["source_directory"], caller_folder())
+        spec_class.validate_fields(spec_fields)
+        for name in ("poll_interval",):
+            check_seconds(name, options.get(name), "None: [airflow_tf] poll_interval")
+        backend = options.get("backend") or LocalBackend()
+        if not isinstance(backend, Backend):
+            raise SpecError(f"backend must be an airflow_tf Backend (LocalBackend(), ...), got {backend!r}")
         super().__init__(group_id=task_id)
+        self.settings = settings
+        common = {"settings": settings.to_json(), "backend": backend.serialize(), "job_name": self.group_id,
+                  "study_storage": study_storage}
         with self:
-            groups = []
-            for index, params in enumerate(self.trial_params):
-                trial = operator(task_id=f"trial_{index}", script_params={**(script_params or {}), **params},
-                                 tooltip=f"trial {index}: {params}", **training_kwargs)
-                if index >= max_parallel_trials:
-                    # At most max_parallel_trials in flight: trial i starts when trial i-N ended.
-                    groups[index - max_parallel_trials] >> trial
-                    trial.plan_task.trigger_rule = "all_done"
-                groups.append(trial)
-
-            @task(task_id="select_best", trigger_rule="all_done")
-            def select_best(results: list) -> dict:
-                from airflow_tf.cluster.sweep import best_trial
-
-                rows = [{"params": params, **(result or {})} for params, result in zip(self.trial_params, results)]
-                best = best_trial(rows, metric, mode)
-                summary = [{"params": r["params"], "metric": (r.get("metrics") or {}).get(metric),
-                            "model_path": r.get("model_path")} for r in rows]
-                print(f"best of {len(rows)} trial(s) by {metric} ({mode}): {best['params']} -> {best['metrics'][metric]}")
-                return {"best_params": best["params"], "best_metric": best["metrics"][metric],
-                        "model_path": best.get("model_path"), "metric": metric, "mode": mode, "trials": summary}
-
-            self.select_best = select_best([group.output for group in groups])
-        self.trials = groups
+            controller = SweepControllerOperator(
+                task_id="controller", strategy=operator.strategy, spec_fields=spec_fields,
+                poll_interval=options.get("poll_interval"), model_asset=_as_asset(options.get("model_asset")),
+                **common)
+            teardown = SweepTeardownOperator(task_id="teardown", controller_task_id=controller.task_id, **common)
+            controller >> teardown
+            teardown.as_teardown(setups=controller, on_failure_fail_dagrun=True)
+        self.controller, self.teardown = controller, teardown
 
     @property
     def output(self):
-        return self.select_best
+        return self.controller.output
+

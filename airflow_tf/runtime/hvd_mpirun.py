@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(hostfile, "w") as f:
         f.write(args.hostfile_text)
     exported = [name for name in ("PYTHONPATH", "PATH", "AIRFLOW_TF_NODE_DIR", "AIRFLOW_TF_OUTPUT_DIR",
-                                 "AIRFLOW_TF_NODE_COUNT") if name in os.environ]
+                                 "AIRFLOW_TF_NODE_COUNT", "AIRFLOW_TF_AUTOLOG", "TF_USE_LEGACY_KERAS")
+                if name in os.environ]
     final = build_argv(hostfile, mpirun_options, rank_command, is_root=os.geteuid() == 0,
                        python=sys.executable, exported=exported)
     print("mpirun:", " ".join(final), flush=True)

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     env = rank_env(dict(os.environ), use_gpu=argv[0] == "--use-gpu")
     prefix = f"[rank {env['AIRFLOW_TF_RANK']}] ".encode()
-    child = subprocess.Popen([sys.executable, "-u", *argv[1:]], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Through user_script, as the launcher runs every other rank: Horovod's Keras fixes, autolog.
+    child = subprocess.Popen([sys.executable, "-u", "-m", "airflow_tf.runtime.user_script", *argv[1:]], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
     for line in iter(child.stdout.readline, b""):

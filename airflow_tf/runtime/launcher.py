@@ -26,6 +26,8 @@ from airflow_tf.runtime.rank_env import process_env
 
 POLL_S = 0.1
 LOG_FAILED = node_files.LOG_FAILED
+USER_SCRIPT = ["-m", "airflow_tf.runtime.user_script"]
+PORTS_TAKEN = node_files.PORTS_TAKEN
 
 
 class Node:
@@ -35,6 +37,8 @@ class Node:
         self.cluster = launch["cluster"]
         self.environment = dict(launch.get("environment") or {})
         self.packages_dir: str | None = None
+        self.conda_prefix: str | None = None
+        self.conda_site: str | None = None
         self.node_dir = node_dir
         self.workdir = workdir
         self.output_dir = output_dir
@@ -44,6 +48,7 @@ class Node:
         self.pumps: list[threading.Thread] = []
         self.out_lock = threading.Lock()
         self.stop_signal: int | None = None
+        self.start_failed: int | None = None  # the node's exit code when it could not start its ranks
         self.log_error: Exception | None = None
         self.secrets = dict(secrets or {})
 
@@ -51,9 +56,11 @@ class Node:
         env = dict(os.environ)
         env.update(process_env(self.spec, rank, self.cluster, {**self.environment, **self.secrets}))
         # The user's PYTHONPATH adds to the runtime's (and the per-job packages come first).
-        paths = [self.packages_dir, self.environment.get("PYTHONPATH"), os.environ.get("PYTHONPATH")]
+        paths = [self.packages_dir, self.conda_site, self.environment.get("PYTHONPATH"), os.environ.get("PYTHONPATH")]
         if any(paths):
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+        if self.conda_prefix:  # the conda environment's programs first, as its activation would
+            env["PATH"] = os.pathsep.join([os.path.join(self.conda_prefix, "bin"), env.get("PATH", os.defpath)])
         env["AIRFLOW_TF_NODE_DIR"] = self.node_dir
         env["AIRFLOW_TF_OUTPUT_DIR"] = self.output_dir
         if "HOROVOD_GLOO_RENDEZVOUS_ADDR" in env and not env.get("HOROVOD_GLOO_IFACE"):
@@ -92,7 +99,8 @@ class Node:
     def _spawn(self, index: int) -> subprocess.Popen:
         rank = self.spec["processes"][index]
         # A rank may run its own command (e.g. the runtime's TF server) instead of the script.
-        target = rank.get("command") or [self.spec["script"], *self.spec["script_args"]]
+        # The entry script runs through user_script: Horovod's Keras fixes and Keras autolog first.
+        target = rank.get("command") or [*USER_SCRIPT, self.spec["script"], *self.spec["script_args"]]
         # argv is a list: script params never pass through a shell.
         proc = subprocess.Popen(
             [sys.executable, "-u", *target], cwd=self.workdir, env=self._env(rank), stdin=subprocess.DEVNULL,
@@ -114,6 +122,34 @@ class Node:
             except Interrupted:  # a signal during the install: run() stops at once with its code
                 self.say("pip_packages: install stopped")
                 return
+        if self.spec.get("conda_packages"):
+            from airflow_tf.runtime import conda_env
+            from airflow_tf.runtime.packages import Interrupted
+
+            try:
+                self.conda_prefix = conda_env.ensure_env(self.spec["conda_packages"], self.spec["conda_channels"],
+                                                         self.say, should_stop=lambda: self.stop_signal is not None)
+            except Interrupted:
+                self.say("conda_packages: install stopped")
+                return
+            self.conda_site = conda_env.site_packages(self.conda_prefix)
+        from airflow_tf.runtime import frameworks
+
+        problem = frameworks.check(self.spec.get("framework_version"), [self.packages_dir, self.conda_site])
+        if problem:  # before any rank starts: the node fails with this message
+            self.say(problem)
+            self.start_failed = 1
+            return
+        # The planned ports, checked right before the ranks bind them: taken by someone else since
+        # the plan (another job on a shared host), the node fails now, naming them, instead of a
+        # TF server that cannot bind or a rank that joins another job's cluster.
+        ports = sorted(p["port"] for p in self.spec["processes"] if p.get("port") is not None)
+        busy = procfs.busy_ports(ports)
+        if busy:
+            self.say(f"port(s) {busy} planned for this node are already in use on this host (another job or "
+                     "service took them after the plan); no rank was started. Re-run the job: it plans free ports")
+            self.start_failed = PORTS_TAKEN
+            return
         self.procs = [self._spawn(index) for index in range(len(self.spec["processes"]))]
         self.restarts = [0] * len(self.procs)
         self.say(f"started {len(self.procs)} rank(s): pids {[p.pid for p in self.procs]}")
@@ -146,6 +182,8 @@ class Node:
         until told to stop) are then stopped. A node of daemons only runs until it is stopped.
         """
         ranks = self.spec["processes"]
+        if self.start_failed is not None:
+            return self.start_failed
         while True:
             if self.stop_signal is not None:
                 self.say(f"received signal {self.stop_signal}, stopping ranks")

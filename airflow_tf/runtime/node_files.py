@@ -1,17 +1,23 @@
 """The node-directory contract: every file a node's directory holds, named once.
 
-A job directory holds one directory per node and the chief's outputs::
+A job directory holds one directory per node, one directory per try of that node inside it
+(every start of a node is a new try; earlier tries' files are kept), and the chief's outputs::
 
-    <job>/node-<i>/node.json        what the node runs (cluster.plan.NodeLaunch), written by the backend
-    <job>/node-<i>/node.log         every process's output, prefixed with its label
-    <job>/node-<i>/handle.json      the backend's handle (a retried launch finds the earlier try)
-    <job>/node-<i>/secrets.json     secret values (0600), gone once the launcher has read them
-    <job>/node-<i>/exit_code        the node's exit code, written last and atomically by the launcher
-    <job>/node-<i>/metrics-rank<r>.jsonl   one JSON line per epoch (training.log_metrics)
-    <job>/node-<i>/model_path       the chief's saved model (training.save_model)
-    <job>/node-<i>/tensorboard_dir  the chief's TensorBoard directory
-    <job>/node-0/watch_state.json   the wait trigger's offsets: a restarted trigger streams on from there
-    <job>/outputs/                  the chief's outputs
+    <job>/node-<i>/handle.json              the current try's handle (a re-run launch finds it there)
+    <job>/node-<i>/try-<k>/node.json        what the node runs (cluster.plan.NodeLaunch), written by the backend
+    <job>/node-<i>/try-<k>/node.log         every process's output, prefixed with its label
+    <job>/node-<i>/try-<k>/handle.json      that try's handle
+    <job>/node-<i>/try-<k>/secrets.json     secret values (0600), gone once the launcher has read them
+    <job>/node-<i>/try-<k>/exit_code        the try's exit code, written last and atomically by its launcher
+    <job>/node-<i>/try-<k>/metrics-rank<r>.jsonl   one JSON line per epoch (training.log_metrics)
+    <job>/node-<i>/try-<k>/model_path       the chief's saved model (training.save_model)
+    <job>/node-<i>/try-<k>/tensorboard_dir  the chief's TensorBoard directory
+    <job>/node-0/try-<k>/watch_state.json   the wait trigger's offsets: a restarted trigger streams on from there
+    <job>/outputs/                          the chief's outputs (shared by every try: checkpoints live here)
+
+An exit code counts only for the try that wrote it: a launcher writes into its own try's
+directory, and a handle names exactly one try. Container backends keep one container per try
+instead of a try directory (the container is the try).
 
 Backends, the launcher, the training helpers and the trigger all take the names from here.
 Standard library only: this module is shipped to the nodes with the rest of ``runtime/``.
@@ -35,6 +41,9 @@ _METRICS = "metrics-rank{rank}.jsonl"
 
 # The node's exit code when its log could not be written (disk full, directory gone): EX_IOERR.
 LOG_FAILED = 74
+# The node's exit code when a port planned for it was taken by the time it started: EX_TEMPFAIL
+# (a new plan picks free ports).
+PORTS_TAKEN = 75
 
 # Node files are private to the job's user: node.json holds the user's environment values.
 FILE_MODE = 0o600
@@ -43,6 +52,31 @@ DIR_MODE = 0o700
 
 def node_dirname(node_index: int) -> str:
     return f"node-{int(node_index)}"
+
+
+def try_dirname(try_number: int) -> str:
+    return f"try-{int(try_number)}"
+
+
+def next_try(names: list[str]) -> int:
+    """The try number after the highest ``try-<k>`` among a node directory's entries (1 for none)."""
+    numbers = [int(n[4:]) for n in names if n.startswith("try-") and n[4:].isdigit()]
+    return max(numbers, default=0) + 1
+
+
+def make_try_dir(node_root: str) -> tuple[int, str]:
+    """Create the node's next try directory (0700) and return ``(try_number, path)``. ``mkdir``
+    is the lock: two starters racing for one number get different ones."""
+    os.makedirs(node_root, mode=DIR_MODE, exist_ok=True)
+    os.chmod(node_root, DIR_MODE)
+    number = next_try(os.listdir(node_root))
+    while True:
+        path = os.path.join(node_root, try_dirname(number))
+        try:
+            os.mkdir(path, DIR_MODE)
+            return number, path
+        except FileExistsError:
+            number += 1
 
 
 def metrics_file(rank: int) -> str:

@@ -58,20 +58,19 @@ def stop_node(pid: int, ticks: int | None, job_id: str, node_index: int, grace_s
     return {"was_running": was_running, "swept": leftovers}
 
 
-def sweep(job_id: str) -> dict:
-    """Kill every process of the job on this host, whatever node it belonged to."""
-    pids = procfs.job_processes(job_id)
+def sweep(job_id: str, node_index: int | None = None) -> dict:
+    """Kill every process of the job on this host (of one of its nodes, when given)."""
+    pids = procfs.job_processes(job_id, node_index)
     procfs.kill_all(pids)
     return {"swept": pids}
 
 
-def prepare(root: str, node_dir: str, ports: list) -> dict:
-    """A fresh, empty, private node directory, and which of the node's planned ports are taken."""
-    node_dir = inside(root, node_dir)
-    shutil.rmtree(node_dir, ignore_errors=True)  # a retried launch: its previous try was stopped
-    os.makedirs(node_dir, mode=node_files.DIR_MODE)
-    os.chmod(os.path.dirname(node_dir), node_files.DIR_MODE)
-    return {"busy": procfs.busy_ports(ports)}
+def prepare(root: str, node_root: str, ports: list) -> dict:
+    """The node's next try directory (empty, private; earlier tries' stay), and which of the
+    node's planned ports are taken. The caller stopped the earlier tries first."""
+    number, node_dir = node_files.make_try_dir(inside(root, node_root))
+    os.chmod(os.path.dirname(node_root), node_files.DIR_MODE)
+    return {"try": number, "node_dir": node_dir, "busy": procfs.busy_ports(ports)}
 
 
 def cleanup(root: str, job_dir: str, node_dirs: list) -> dict:

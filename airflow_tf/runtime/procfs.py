@@ -15,11 +15,16 @@ import socket
 
 JOB_ID_VAR = "AIRFLOW_TF_JOB_ID"
 NODE_INDEX_VAR = "AIRFLOW_TF_NODE_INDEX"
+TRY_VAR = "AIRFLOW_TF_TRY"
 
 
-def markers(job_id: str, node_index: int) -> dict[str, str]:
-    """The environment that marks a process as the job's (every launcher and rank has it)."""
-    return {JOB_ID_VAR: job_id, NODE_INDEX_VAR: str(node_index)}
+def markers(job_id: str, node_index: int, try_number: int | None = None) -> dict[str, str]:
+    """The environment that marks a process as the job's (every launcher and rank has it, from
+    the launcher's first instant): job id, node index and, where the backend knows it, the try."""
+    found = {JOB_ID_VAR: job_id, NODE_INDEX_VAR: str(node_index)}
+    if try_number is not None:
+        found[TRY_VAR] = str(try_number)
+    return found
 
 
 def parse_stat(text: str | bytes | None) -> list[str] | None:
@@ -139,6 +144,9 @@ def busy_ports(ports: list[int]) -> list[int]:
     busy = []
     for port in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # As the TF / gRPC servers bind: a port whose old connections linger in TIME_WAIT (an
+        # earlier try of the node) is free to listen on; one with a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("", int(port)))
         except OSError:

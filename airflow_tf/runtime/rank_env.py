@@ -16,6 +16,8 @@ from typing import Any
 
 RANK, RENDEZVOUS, MPIRUN = "rank", "rendezvous", "mpirun"  # cluster.plan.ProcessKind values
 EVALUATOR = "evaluator"
+LEGACY_KERAS = "TF_USE_LEGACY_KERAS"  # "1": tf.keras is tf_keras (Keras 2); read by TensorFlow at import
+AUTOLOG = "AIRFLOW_TF_AUTOLOG"  # "0": the rank's Keras fit is not recorded (runtime.autolog)
 
 
 def dumps(config: Mapping) -> str:
@@ -91,18 +93,22 @@ def process_env(node: Mapping[str, Any], process: Mapping[str, Any], cluster: Ma
     top of the environment the launcher inherited.
 
     In order: the node's common plan variables (``node["env"]``, defaults such as
-    PYTHONUNBUFFERED), the user's ``environment`` (which may override those), then the
+    PYTHONUNBUFFERED, and TF_USE_LEGACY_KERAS from ``keras_version``), the user's ``environment`` (which may override those), then the
     per-process variables, which always win (the user's names cannot collide with them: the
     spec reserves TF_CONFIG, CUDA_VISIBLE_DEVICES, AIRFLOW_TF_* and HOROVOD_*).
     """
     node_index = node["node_index"]
     is_rank = process["kind"] == RANK
     env = dict(node.get("env") or {})
+    keras = node.get("keras_version")
+    if keras:  # before the user's values: an explicit TF_USE_LEGACY_KERAS of theirs wins over "auto"
+        env[LEGACY_KERAS] = "1" if keras == "2" else "0"
     env.update(environment or {})
     env.update(airflow_env(
         job_id=node["job_id"], node_index=node_index, node_count=node["node_count"], world_size=cluster["world_size"],
         rank=process["rank"] if is_rank else None, local_rank=process.get("local_rank"), role=process.get("role"),
     ))
+    env[AUTOLOG] = "1" if node.get("autolog", True) else "0"
     tf_cluster = cluster.get("tf_cluster")
     if tf_cluster and process.get("role"):
         env["TF_CONFIG"] = dumps(tf_config(tf_cluster, process["role"], process.get("task_index") or 0))

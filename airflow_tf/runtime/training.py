@@ -25,7 +25,11 @@ def tf_config() -> dict | None:
 
 
 def rank() -> int:
-    return int(os.environ.get("AIRFLOW_TF_RANK", "0"))
+    """Ours, else Horovod's or OpenMPI's (a script started by horovodrun / mpirun by hand)."""
+    for name in ("AIRFLOW_TF_RANK", "HOROVOD_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 def world_size() -> int:
@@ -101,17 +105,35 @@ def log_metrics(epoch: int, metrics: dict[str, Any], *, epochs: int | None = Non
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def metrics_callback():
+def _scalars(logs: dict[str, Any] | None) -> dict[str, float]:
+    """The logs' numbers (a metric that is not one scalar is left out, never an error)."""
+    scalars = {}
+    for key, value in (logs or {}).items():
+        try:
+            scalars[key] = float(value)
+        except (TypeError, ValueError):
+            pass
+    return scalars
+
+
+def metrics_callback(base=None):
     """A Keras callback that calls ``log_metrics`` at the end of every epoch.
 
-    It subclasses ``tf.keras.callbacks.Callback``, which is tf_keras when TF_USE_LEGACY_KERAS=1
-    and Keras 3 otherwise, so it fits whichever ``fit`` the script uses.
+    It subclasses ``base``, by default ``tf.keras.callbacks.Callback`` (tf_keras when
+    TF_USE_LEGACY_KERAS=1, Keras 3 otherwise), so it fits whichever ``fit`` the script uses.
+    The node runtime adds one to every ``fit`` by itself (``runtime.autolog``) and skips that
+    when the script passed this one: nothing is logged twice.
     """
-    import tensorflow as tf  # noqa: PLC0415
+    if base is None:
+        import tensorflow as tf  # noqa: PLC0415
 
-    class MetricsLogger(tf.keras.callbacks.Callback):
+        base = tf.keras.callbacks.Callback
+
+    class MetricsLogger(base):
+        AIRFLOW_TF_METRICS = True  # runtime.autolog.MARK
+
         def on_epoch_end(self, epoch, logs=None):
-            log_metrics(epoch + 1, dict(logs or {}), epochs=self.params.get("epochs"))
+            log_metrics(epoch + 1, _scalars(logs), epochs=(self.params or {}).get("epochs"))
 
     return MetricsLogger()
 

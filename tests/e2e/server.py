@@ -206,8 +206,9 @@ class AirflowServer:
         items = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
         return {(ti["task_id"], ti["map_index"]): ti for ti in items}
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true")
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+                                   f"?full_content=true&map_index={map_index}")
         content = body["content"]
         if isinstance(content, list):
             return "\n".join(item.get("event", "") if isinstance(item, dict) else str(item) for item in content)

@@ -70,12 +70,15 @@ def remove_stale_namespaces() -> None:
 class SSHHosts:
     """``count`` namespaces; sshd runs in the first ``with_sshd`` of them (the rest are "down")."""
 
-    def __init__(self, workdir: str, count: int = 3, with_sshd: int = 2, conn_prefix: str = "aftf_ssh"):
+    def __init__(self, workdir: str, count: int = 3, with_sshd: int = 2, conn_prefix: str = "aftf_ssh",
+                 tag: str | None = None, subnet_prefix: str = SUBNET_PREFIX):
         self.workdir = workdir
         self.count = count
         self.with_sshd = with_sshd
         self.conn_prefix = conn_prefix
-        self.tag = f"af{os.getpid() % 10_000_000}"
+        # Another fixture (tests/distributed) passes its own tag and /16, so the two never collide.
+        self.tag = tag or f"af{os.getpid() % 10_000_000}"
+        self.subnet_prefix = subnet_prefix
         self.namespaces: list[str] = []
         self.links: list[str] = []
         self.sshds: dict[int, subprocess.Popen] = {}
@@ -101,7 +104,7 @@ class SSHHosts:
         block = self._free_block()
         try:
             for k in range(self.count):
-                self._add_namespace(k, f"{SUBNET_PREFIX}.{block + k}")
+                self._add_namespace(k, f"{self.subnet_prefix}.{block + k}")
             for k in range(self.with_sshd):
                 self.start_sshd(k)
         except BaseException:
@@ -147,9 +150,9 @@ class SSHHosts:
         """The first 10.231.b.0/24 .. b+count-1 with no route yet (another session may hold one)."""
         routes = _run("ip", "-4", "route", "show")
         for block in range(0, 256 - self.count, self.count):
-            if not any(f"{SUBNET_PREFIX}.{block + k}." in routes for k in range(self.count)):
+            if not any(f"{self.subnet_prefix}.{block + k}." in routes for k in range(self.count)):
                 return block
-        raise RuntimeError(f"no free {SUBNET_PREFIX}.x.0/30 block for {self.count} namespaces")
+        raise RuntimeError(f"no free {self.subnet_prefix}.x.0/30 block for {self.count} namespaces")
 
     def _add_namespace(self, k: int, net: str) -> None:
         ns, outer, inner = f"{self.tag}n{k}", f"{self.tag}h{k}", f"{self.tag}v{k}"

@@ -187,7 +187,8 @@ def test_start_poll_exit_code_and_read_file(backend, jobs):
     assert handle["backend"] == "local"
     assert handle["job_id"] == job_id
     assert handle["node_index"] == 0
-    assert handle["node_dir"] == backend.node_dir(job_id, 0)
+    assert handle["node_dir"] == os.path.join(backend.node_dir(job_id, 0), "try-1")  # the node's first try
+    assert handle["try"] == 1 and handle["attempt"] == 1
     assert handle["node_dir"].startswith(str(backend.job_root))
 
     state = wait_ended(backend, handle)
@@ -467,9 +468,12 @@ def test_retried_start_stops_the_previous_process_first(backend, jobs):
 
     second = jobs.launch(plan, 0)
     assert second["pid"] != first["pid"]
-    assert second["node_dir"] == first["node_dir"]
-    # the first try's launcher and rank were stopped before the directory was reused
+    assert (first["try"], second["try"]) == (1, 2)
+    assert second["node_dir"] == os.path.join(os.path.dirname(first["node_dir"]), "try-2")
+    # the first try's launcher and rank were stopped before the second started; its files stay
     assert pid_gone(first["pid"])
+    assert "ready pid" in open(os.path.join(first["node_dir"], "node.log")).read()
+    assert backend.find_node(plan.job_id, 0) == second  # the node's current try
     wait_until(lambda: pid_gone(first_rank), timeout=10, what="the first try's rank to be gone")
     log = wait_for_log(second, "ready pid")
     second_rank = int(re.search(r"ready pid (\d+)", log).group(1))
@@ -507,8 +511,44 @@ def test_user_environment_reaches_ranks_from_a_private_node_file_not_the_plan(ba
     handle = jobs.launch(plan, 0)
     assert wait_ended(backend, handle)["exit_code"] == 0, full_log(handle)
     assert f"GOT {marker}" in full_log(handle)
-    node_dir = backend.node_dir(plan.job_id, 0)
+    node_dir = os.path.join(backend.node_dir(plan.job_id, 0), "try-1")
     assert os.stat(os.path.join(node_dir, "node.json")).st_mode & 0o777 == 0o600
     assert os.stat(node_dir).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.dirname(node_dir)).st_mode & 0o777 == 0o700
     assert os.stat(backend.job_dir(plan.job_id)).st_mode & 0o777 == 0o700
     backend.stop_job(plan.job_id, 1, grace_s=1)
+
+
+def test_rerun_launch_rule_reattach_healthy_same_attempt_else_stop_then_start(backend, jobs):
+    """docs/reliability.md, "a re-run launch": the rule ``LaunchNodeOperator`` applies."""
+    import dataclasses
+
+    from airflow_tf.operators.nodes import reattach
+
+    plan = jobs.plan(SLEEPER)
+    launch = plan.launch(0, {})
+    first = backend.start(launch, plan.source_directory)
+    wait_for_log(first, "ready pid")
+    # Healthy, same attempt: re-attached, nothing new started.
+    assert reattach(backend, launch) == first
+    assert sorted(os.listdir(backend.node_dir(plan.job_id, 0))) == ["handle.json", "try-1"]
+    # A later job attempt (a restart): not re-attached; start stops try 1 before try 2 runs.
+    later = dataclasses.replace(launch, attempt=2)
+    assert reattach(backend, later) is None
+    second = backend.start(later, plan.source_directory)
+    assert second["try"] == 2 and pid_gone(first["pid"])
+    wait_for_log(second, "ready pid")
+    # A launcher whose handle was never written (its launch task died in between) carries the
+    # node's marker from its first instant: the next start stops it too.
+    os.remove(os.path.join(backend.node_dir(plan.job_id, 0), "handle.json"))
+    assert reattach(backend, later) is None
+    third = backend.start(later, plan.source_directory)
+    wait_until(lambda: pid_gone(second["pid"]), timeout=10, what="the handle-less try to be stopped")
+    wait_for_log(third, "ready pid")
+    launchers = [p for p in job_pids(plan.job_id) if b"airflow_tf.runtime.launcher" in open(f"/proc/{p}/cmdline", "rb").read()]
+    assert launchers == [third["pid"]]
+    # A node that ended is not healthy: a re-run launch starts a new try.
+    backend.stop(third, grace_s=2)
+    assert reattach(backend, later) is None
+    assert backend.stop_job(plan.job_id, 1, grace_s=2) == []
+    no_job_pids(plan.job_id)

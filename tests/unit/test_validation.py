@@ -175,9 +175,8 @@ def test_pip_packages_are_accepted(src):
     build(src, pip_packages=["numpy"])  # installed per job by the node runtime
 
 
-def test_conda_packages_not_supported(src):
-    with raises_spec_error("conda_packages is not supported", "pip_packages"):
-        build(src, conda_packages=["numpy"])
+def test_conda_packages_are_accepted(src):
+    build(src, conda_packages=["numpy"])  # installed per job by the node runtime (tests/unit/test_migration_options.py)
 
 
 def test_pip_packages_not_a_list(src):
