@@ -28,6 +28,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "onnx": ("tf2onnx and onnxruntime", ("tf2onnx", "onnxruntime", "onnx")),
     "plots": ("matplotlib", ("matplotlib",)),
     "mlflow": ("mlflow", ("mlflow",)),
+    "tuning": ("Optuna", ("optuna",)),
     "tensorflow": ("TensorFlow", ("tensorflow-cpu", "tensorboard")),
 }
 

@@ -25,7 +25,7 @@ fi
 # The extras of setup.cfg that .venv gets ([mlflow]: the tracking tests run a real MLflow server). [kubernetes]
 # brings the cncf provider (pinned in requirements/constraints.txt): KubernetesBackend's tests
 # build every object with its client models; no cluster is needed.
-EXTRAS="docker,ssh,kubernetes,plots,onnx,mlflow,tensorflow,conda,test"
+EXTRAS="docker,ssh,kubernetes,plots,onnx,mlflow,tensorflow,conda,tuning,test"
 
 stamp="$VENV/.airflow-tf-setup"
 want="$(cat requirements/*.txt setup.cfg scripts/setup.sh scripts/build_horovod.sh scripts/patch_horovod.sh | sha256sum | cut -d' ' -f1)"
@@ -40,6 +40,10 @@ echo "setup: installing Python packages into $VENV"
 # once, in setup.cfg; requirements/constraints.txt pins the versions CI tests with.
 "$VENV/bin/pip" install -q --disable-pip-version-check -c requirements/constraints.txt \
   -e ".[$EXTRAS]" -r requirements/horovod.txt
+# The editable install's metadata lives in .venv; the copy setuptools leaves in the repository root
+# would be a second "airflow-tf" distribution for every Python started here, and Airflow would
+# load the airflow.plugins entry point (the job page) twice and report a duplicate plugin.
+rm -rf "$REPO/airflow_tf.egg-info"
 # tf-keras declares a dependency on 'tensorflow', not 'tensorflow-cpu': without --no-deps pip
 # would pull the full GPU 'tensorflow' wheel next to tensorflow-cpu.
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "tf-keras==2.21.0"

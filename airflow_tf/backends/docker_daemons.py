@@ -118,6 +118,17 @@ def connect(daemon: Daemon, timeout: int):
     from airflow.providers.docker.hooks.docker import DockerHook
 
     tls = DockerHook.construct_tls_config(**daemon.tls) if daemon.tls else None
+    if tls:
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set on many machines) replace a
+        # session's CA file, so the hook's client would check the daemon against the system CAs
+        # and fail. A client whose requests always use the daemon's CA; the hook's TLS config.
+        try:
+            client = _client_with_own_ca()(base_url=daemon.url, version="auto", tls=tls, timeout=timeout)
+            client.ping()
+            return client
+        except Exception as exc:  # noqa: BLE001 - named like the hook's failure below
+            raise ConnectionError(f"DockerBackend cannot reach the Docker daemon {daemon.url} ({daemon.setting}): "
+                                  f"{exc}") from exc
     # docker_conn_id=None: the provider's Docker connection is a registry login, and nothing is
     # ever pulled here; our connections only locate the daemon.
     hook = DockerHook(docker_conn_id=None, base_url=daemon.url, tls=tls, timeout=timeout)
@@ -126,6 +137,18 @@ def connect(daemon: Daemon, timeout: int):
     except Exception as exc:  # the hook logs the cause and raises a generic error
         raise ConnectionError(f"DockerBackend cannot reach the Docker daemon {daemon.url} ({daemon.setting}): {exc}") \
             from exc
+
+
+def _client_with_own_ca():
+    import docker
+
+    class OwnCAClient(docker.APIClient):
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            settings["verify"] = self.verify  # the daemon's CA (TLSConfig set it), never the environment's
+            return settings
+
+    return OwnCAClient
 
 
 def parse_mount(spec: Any, index: int) -> str:

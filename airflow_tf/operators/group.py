@@ -24,7 +24,11 @@ from airflow_tf.operators.nodes import (
     TeardownTrainingJobOperator,
     WaitForTrainingJobOperator,
 )
+from airflow_tf.operators import task_args
 from airflow_tf.operators.options import caller_folder, check_seconds, resolve_source_directory
+from airflow_tf.operators.restarts import RestartPolicy
+from airflow_tf.operators.resume import resume_path
+from airflow_tf.operators.task_args import split_task_args
 from airflow_tf.results import outputs
 from airflow_tf.results.tracking import tracking_from_options
 
@@ -42,6 +46,7 @@ BASE_OPTIONS = frozenset({
     "conda_packages", "use_gpu", "environment_variables", "backend", "poll_interval", "timeout", "model_asset",
     "error_budget", "max_run_duration_seconds", "output_uri",
     "mlflow_tracking_uri", "mlflow_conn_id", "mlflow_experiment_name", "mlflow_ranks",
+    "max_restarts", "restart_on_exit_codes", "permanent_exit_codes", "resume_from",
 })
 
 
@@ -91,14 +96,21 @@ class TrainingTaskGroup(TaskGroup):
         mlflow_conn_id: str | None = None,
         mlflow_experiment_name: str | None = None,
         mlflow_ranks: str = "chief",
+        max_restarts: int = 0,
+        restart_on_exit_codes: list[int] | None = None,
+        permanent_exit_codes: list[int] | None = None,
+        resume_from: Any = None,
         **options: Any,
     ):
+        # Airflow's task-level arguments (retries, queue, pool, callbacks, ...): checked here and
+        # given to the tasks where they mean something (operators/task_args.py says which).
+        task_args, options = split_task_args(options)
         spec_class = PLANNERS[JobKind(self.strategy)][0]
         strategy_options = {f.name for f in dataclasses.fields(spec_class)} - BASE_OPTIONS
         group_kwargs = {k: v for k, v in options.items() if k not in strategy_options}
         unknown = sorted(set(group_kwargs) - TASK_GROUP_OPTIONS)
         if unknown:
-            allowed = sorted(TASK_GROUP_OPTIONS | BASE_OPTIONS | strategy_options)
+            allowed = sorted(TASK_GROUP_OPTIONS | BASE_OPTIONS | strategy_options | task_args.TASK_ARGS)
             import difflib  # only on this error path: DAG parsing should not pay for it
 
             from airflow_tf.cluster.estimator_names import INSTEAD  # the estimator's names: where they went
@@ -131,6 +143,9 @@ class TrainingTaskGroup(TaskGroup):
         output_setting = outputs.to_setting(output_uri)
         # One MLflow run per job (results/tracking.py; mlflow itself is imported only by the wait task).
         tracking = tracking_from_options(mlflow_tracking_uri, mlflow_conn_id, mlflow_experiment_name, mlflow_ranks)
+        # Whole-job restarts, owned by the wait task (operators/restarts.py).
+        restart_policy = RestartPolicy(max_restarts, restart_on_exit_codes, permanent_exit_codes)
+        resume = resume_path(resume_from)
         if backend is None:
             backend = LocalBackend()
         if not isinstance(backend, Backend):
@@ -143,11 +158,19 @@ class TrainingTaskGroup(TaskGroup):
         self.max_run_duration_seconds = max_run_duration_seconds
         self.output_uri = output_setting
         self.tracking = tracking
+        self.restart_policy = restart_policy
+        self.resume_from = resume
+        self.task_args = task_args
         self._build(fields, poll_interval=poll_interval, timeout=timeout)
 
     def _build(self, fields: dict[str, Any], *, poll_interval: float | None, timeout: float | None) -> None:
         backend = self.backend.serialize()
         static = {k: v for k, v in fields.items() if k not in TEMPLATED_FIELDS}
+        default_args = {**((self.dag.default_args or {}) if self.dag else {}), **(self.default_args or {})}
+
+        def args(task: str) -> dict[str, Any]:
+            return task_args.for_task(task, self.task_args, default_args)
+
         with self:
             plan = PlanTrainingJobOperator(
                 task_id="plan",
@@ -158,6 +181,8 @@ class TrainingTaskGroup(TaskGroup):
                 environment_variables=fields["environment_variables"] or {},
                 backend=backend,
                 job_name=self.group_id,
+                resume_from=self.resume_from,
+                **args(task_args.PLAN),
             )
             launch = LaunchNodeOperator.partial(
                 # The UI names each mapped launch "node 1 · worker 1 @ host" (set by its execute()).
@@ -165,6 +190,7 @@ class TrainingTaskGroup(TaskGroup):
                 source_directory=fields["source_directory"],
                 plan_task_id=plan.task_id, environment_variables=fields["environment_variables"] or {},
                 secret_environment_variables=fields.get("secret_environment_variables") or {},
+                **args(task_args.LAUNCH),
             ).expand(node=plan.output)
             wait = WaitForTrainingJobOperator(
                 task_id="wait", handles=launch.output, backend=backend, plan_task_id=plan.task_id,
@@ -172,9 +198,13 @@ class TrainingTaskGroup(TaskGroup):
                 error_budget=self.error_budget, max_run_duration_seconds=self.max_run_duration_seconds,
                 tracking=self.tracking.to_json() if self.tracking else None, output_uri=self.output_uri,
                 secret_environment_variables=fields.get("secret_environment_variables") or {},
+                restart_policy=self.restart_policy.to_json(), source_directory=fields["source_directory"],
+                environment_variables=fields["environment_variables"] or {},
+                **args(task_args.WAIT),
             )
             teardown = TeardownTrainingJobOperator(
                 task_id="teardown", backend=backend, plan_task_id=plan.task_id, wait_task_id=wait.task_id,
+                **args(task_args.TEARDOWN),
             )
             plan >> launch >> wait >> teardown
             teardown.as_teardown(setups=launch, on_failure_fail_dagrun=True)

@@ -33,6 +33,7 @@ PLAN_XCOM_KEY = "plan"  # the whole job plan, for people (UI) and the wait / tea
 # What the job page (airflow_tf/ui) needs besides plan and handles: the backend's settings, to
 # read the nodes, and secret_environment_variables' references (never values), to mask their lines.
 PAGE_XCOM_KEY = "job_page"
+ATTEMPT_XCOM_KEY = "attempt"  # the wait's: the attempt running now (after a restart) and its handles
 CLUSTER_XCOM_KEY = "cluster"  # the cluster alone: what each launch task needs besides its node
 
 
@@ -69,8 +70,10 @@ class PlanTrainingJobOperator(MasksEnvironment, BaseOperator):
     ui_color = "#e8f4fd"
 
     def __init__(self, *, strategy: str, spec_fields: dict[str, Any], node_count: Any, script_params: Any,
-                 environment_variables: Any, backend: dict[str, Any], job_name: str, **kwargs):
+                 environment_variables: Any, backend: dict[str, Any], job_name: str, resume_from: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.resume_from = resume_from  # operators/resume.py: reaches every rank as AIRFLOW_TF_RESUME_FROM
         self.strategy = strategy
         self.spec_fields = spec_fields
         self.node_count = node_count
@@ -103,11 +106,40 @@ class PlanTrainingJobOperator(MasksEnvironment, BaseOperator):
         found = {host: backend.free_ports(host, count) for host, count in ports_per_host.items()}
         free_ports = None if any(ports is None for ports in found.values()) else found
         plan = planner(spec, job_id=job_id, hosts=hosts, free_ports=free_ports)
+        if self.resume_from:
+            plan = with_resume(plan, self.resume_from, backend)
         self.log.info("job %s: %s over %d node(s), world size %d", job_id, plan.strategy, len(plan.nodes), plan.world_size)
         data = plan.to_json()
         context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=data)
         context["ti"].xcom_push(key=CLUSTER_XCOM_KEY, value=data["cluster"])
         return data["nodes"]
+
+
+def with_resume(plan, path: str, backend: Backend):
+    """The plan with ``resume_from`` in every node's environment; a path on this machine is
+    checked now, when the nodes see this machine's files (LocalBackend); else each launcher
+    checks it before any rank starts."""
+    import dataclasses
+
+    from airflow_tf.backends.local import LocalBackend
+    from airflow_tf.operators.resume import RESUME_VAR, check_exists
+
+    if isinstance(backend, LocalBackend):
+        check_exists(path)
+    nodes = [dataclasses.replace(node, env={**node.env, RESUME_VAR: path}) for node in plan.nodes]
+    return dataclasses.replace(plan, nodes=nodes)
+
+
+def current_tries(backend: Backend, handles: list[dict[str, Any]], log) -> list[dict[str, Any]]:
+    """Each node's latest try: the launches' handles, unless a restart (an earlier try of this
+    wait task) started newer ones: a retried wait must watch the attempt that runs now."""
+    try:
+        found = [backend.find_node(h["job_id"], h["node_index"]) for h in handles]
+    except Exception as exc:  # noqa: BLE001 - the launches' handles are still right unless a restart happened
+        log.warning("could not look up the nodes' current tries (%s); watching the launched ones", exc)
+        return handles
+    return [new if new and int(new.get("attempt", 1)) > int(old.get("attempt", 1)) else old
+            for old, new in zip(handles, found)]
 
 
 def reattach(backend: Backend, launch: NodeLaunch) -> dict[str, Any] | None:
@@ -164,10 +196,14 @@ class LaunchNodeOperator(MasksEnvironment, BaseOperator):
         return handle
 
 
-class WaitForTrainingJobOperator(BaseOperator):
-    """Defer to ``TrainingJobTrigger`` until the job ends; no worker slot is held meanwhile."""
+class WaitForTrainingJobOperator(MasksEnvironment, BaseOperator):
+    """Defer to ``TrainingJobTrigger`` until the job ends; no worker slot is held meanwhile.
 
-    template_fields = ("handles",)
+    It also owns job-level restarts (``max_restarts``, operators/restarts.py): a failed attempt
+    with restarts left is stopped and started again as the next attempt, then watched again.
+    """
+
+    template_fields = ("handles", "environment_variables")
     ui_color = "#eaf7ea"
     # Job page, TensorBoard dir, curves picture, outputs, MLflow run (airflow_tf/operators/links.py).
     operator_extra_links = RESULT_LINKS
@@ -177,10 +213,16 @@ class WaitForTrainingJobOperator(BaseOperator):
                  secret_environment_variables: dict[str, str] | None = None, error_budget: float | None = None,
                  max_run_duration_seconds: float | None = DEFAULT_MAX_RUN_DURATION_S,
                  tracking: dict[str, Any] | None = None, output_uri: dict[str, Any] | None = None,
+                 restart_policy: dict[str, Any] | None = None, source_directory: str | None = None,
+                 environment_variables: Any = None,
                  **kwargs):
         if model_asset is not None:
             kwargs["outlets"] = [*kwargs.get("outlets", []), model_asset]
         super().__init__(**kwargs)
+        # What a restart needs to start the nodes again (like the launch tasks have).
+        self.restart_policy = restart_policy or {}
+        self.source_directory = source_directory
+        self.environment_variables = environment_variables
         self.tracking = tracking  # results.tracking.Tracking as JSON; None: no MLflow run
         self.output_uri = output_uri  # results.outputs.to_setting(): where the chief's outputs are copied
         self.error_budget = error_budget  # None: the trigger's default (DEFAULT_ERROR_BUDGET_S)
@@ -194,20 +236,29 @@ class WaitForTrainingJobOperator(BaseOperator):
         self.secret_environment_variables = secret_environment_variables or {}
 
     def execute(self, context) -> None:
-        from datetime import timedelta
-
-        from airflow_tf.triggers.training_job import TrainingJobTrigger  # only workers need it
-
         handles = list(self.handles[:])  # a mapped XCom: slice fetches all in one request
         plan = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
         context["ti"].xcom_push(key=PAGE_XCOM_KEY, value={
             "backend": self.backend, "secret_references": self.secret_environment_variables,
         })
+        handles = current_tries(Backend.deserialize(self.backend), sorted(handles, key=lambda h: h["node_index"]), self.log)
+        attempt = max(int(h.get("attempt", 1)) for h in handles)
+        if attempt > 1:
+            self.log.info("job %s runs attempt %d (restarted before this try of the wait): watching that one",
+                          plan["job_id"], attempt)
+        self._defer(plan, handles, attempt=attempt, job_started_at=min(h["started_at"] for h in handles), earlier=[])
+
+    def _defer(self, plan: dict[str, Any], handles: list[dict[str, Any]], *, attempt: int, job_started_at: float,
+               earlier: list[dict[str, Any]]) -> None:
+        from datetime import timedelta
+
+        from airflow_tf.triggers.training_job import TrainingJobTrigger  # only workers need it
+
         self.defer(
             trigger=TrainingJobTrigger(
                 backend=self.backend,
                 job_id=plan["job_id"],
-                handles=sorted(handles, key=lambda h: h["node_index"]),
+                handles=handles,
                 success_rule=plan["success_rule"],
                 # None: the deployment's [airflow_tf] settings, read here on the worker, not at parse.
                 poll_interval=self.poll_interval or config.poll_interval(),
@@ -217,12 +268,21 @@ class WaitForTrainingJobOperator(BaseOperator):
                 secret_references=self.secret_environment_variables,
                 **({"error_budget_s": self.error_budget} if self.error_budget is not None else {}),
                 max_run_duration_s=self.max_run_duration_seconds,
+                job_started_at=job_started_at,  # a restart does not reset the job's wall clock
+                # Handed back in the event: this attempt's number and what the earlier ones did.
+                resume={"attempt": attempt, "earlier": earlier},
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,
         )
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        event = dict(event)
+        resume = event.pop("resume", None) or {}
+        attempt, earlier, job_started_at = int(resume.get("attempt", 1)), list(resume.get("earlier") or []), \
+            resume.get("job_started_at")
+        if resume.get("handles"):
+            self.handles = resume["handles"]  # this attempt's nodes (a restart started new ones)
         if event.get("message"):
             # The trigger could not tell how the job is doing (nodes unreachable past the error
             # budget, or out of its sight): no node is known to have failed. Unreachable may pass,
@@ -236,15 +296,27 @@ class WaitForTrainingJobOperator(BaseOperator):
             elif code == node_files.PORTS_TAKEN:
                 how += " (ports planned for it were taken on its host before it started)"
             tail = "\n".join(event.get("tail") or ["<no output>"])
+            from airflow_tf.operators.restarts import RestartPolicy
+
+            policy = RestartPolicy(**self.restart_policy)
+            why_not = policy.decide(code, attempt - 1)
+            if why_not is None:
+                self._restart(context, event, how, tail, attempt, job_started_at, earlier)  # defers again
             self._track(context, event, failed=True)
+            note = f" Not restarted: {why_not}." if policy.max_restarts else ""
             # A training failure is not transient for this task: retrying the wait cannot help.
             raise AirflowFailException(
-                f"training job {event['job_id']} failed: node {node} {how}; all other nodes were stopped.\n"
-                f"Last lines of node {node}:\n{tail}"
+                f"training job {event['job_id']} failed in attempt {attempt}: node {node} {how}; all other nodes "
+                f"were stopped.{note}\nLast lines of node {node}:\n{tail}"
             )
         for node in event["nodes"]:
             self.log.info("node %s on %s: exit %s after %ss", node["node_index"], node["host"], node["exit_code"], node["duration_s"])
         results = {key: value for key, value in event.items() if key != "status"}
+        results["attempt"], results["earlier_attempts"] = attempt, earlier
+        if earlier:  # the whole training's curve: earlier attempts' epochs, then this one's
+            from airflow_tf.results.progress import merge_histories
+
+            results["history"] = merge_histories([a.get("history") or [] for a in earlier] + [results["history"]])
         results["curves_png"] = self._write_curves(results)
         if self.output_uri:  # before the Asset event and the MLflow run, which then point at the copy
             results = self._publish(results)
@@ -257,6 +329,43 @@ class WaitForTrainingJobOperator(BaseOperator):
                 "job_id": results["job_id"], "model_path": results["model_path"], "metrics": results["metrics"],
             }
         return results
+
+    def _restart(self, context, event: dict[str, Any], how: str, tail: str, attempt: int,
+                 job_started_at: float | None, earlier: list[dict[str, Any]]) -> None:
+        """Stop the failed attempt, start the next one from the same plan, and defer again."""
+        from airflow_tf.operators.restarts import restart_job
+        from airflow_tf.results.progress import read_all_records
+        from airflow_tf.triggers.training_job import CHIEF_METRICS, HISTORY_READ_CHUNK
+
+        plan = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
+        backend = Backend.deserialize(self.backend)
+        handles = sorted(self.handles[:], key=lambda h: h["node_index"])
+        policy = self.restart_policy
+        self.log.warning("attempt %d of job %s failed: node %s %s. Restarting the whole job as attempt %d "
+                         "(restart %d of max_restarts=%d). Its last lines:\n%s", attempt, event["job_id"],
+                         event["failed_node"], how, attempt + 1, attempt, policy.get("max_restarts", 0), tail)
+        try:  # the failed attempt's curve, kept for the results (its files stay in its try directories)
+            history = read_all_records(lambda at, limit: backend.read_from(handles[0], CHIEF_METRICS, at, limit),
+                                       HISTORY_READ_CHUNK).records
+        except Exception as exc:  # noqa: BLE001 - the restart matters more than the old curve
+            self.log.warning("could not read attempt %d's metrics: %s", attempt, exc)
+            history = []
+        from airflow_tf.results.progress import newest
+
+        earlier = [*earlier, {"attempt": attempt, "failed_node": event["failed_node"], "exit_code": event["exit_code"],
+                              "epochs_logged": len(history), "history": newest(history)}]
+        new = restart_job(
+            backend, plan, handles, source_directory=self.source_directory,
+            environment=check_environment(self.environment_variables),
+            secrets=resolve(self.secret_environment_variables), attempt=attempt + 1, grace_s=config.stop_grace_seconds(),
+        )
+        for handle in new:
+            self.log.info("node %s restarted on %s as try %s (attempt %d)", handle["node_index"], handle["host"],
+                          handle.get("try"), attempt + 1)
+        # What the UI shows: the attempt running now and its nodes.
+        context["ti"].xcom_push(key=ATTEMPT_XCOM_KEY, value={"attempt": attempt + 1, "handles": new})
+        self._defer(plan, new, attempt=attempt + 1, job_started_at=job_started_at or min(h["started_at"] for h in new),
+                    earlier=earlier)
 
     def _publish(self, results: dict[str, Any]) -> dict[str, Any]:
         """Copy the chief's outputs (and metrics.json, curves.png) to ``output_uri``/<job_id>/

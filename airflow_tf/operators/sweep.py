@@ -10,10 +10,10 @@
         source_directory="mnist", entry_script="train.py", script_params={"--epochs": 10}, node_count=2,
     )
 
-It renders two tasks: ``controller`` (deferrable: it asks Optuna for trials at run time, plans
-and starts each trial's nodes through the backend, watches them from a trigger, terminates
-trials early by the policy, and returns the best trial) and ``teardown`` (stops every trial,
-whatever happened). Why not a training group per trial: trials are chosen at run time, and
+It renders three tasks: ``study`` (creates or resumes the Optuna study: the setup),
+``controller`` (deferrable: it asks Optuna for trials at run time, plans and starts each trial's
+nodes through the backend, watches them from a trigger, terminates trials early by the policy,
+and returns the best trial) and ``teardown`` (stops every trial, whatever happened). Why not a training group per trial: trials are chosen at run time, and
 Airflow cannot map a task group that holds a mapped launch (docs/tuning.md).
 
 The 0.1 keywords (``grid``, ``sample``, ``seed``, ``metric``, ``mode``, ``max_parallel_trials``)
@@ -44,7 +44,7 @@ from airflow_tf.cluster.tuning import (
 from airflow_tf.cluster.tuning_space import grid_size, parse_space
 from airflow_tf.operators.group import TrainingTaskGroup, _as_asset
 from airflow_tf.operators.options import caller_folder, check_seconds, resolve_source_directory
-from airflow_tf.operators.sweep_controller import SweepControllerOperator, SweepTeardownOperator
+from airflow_tf.operators.sweep_controller import SweepControllerOperator, SweepStudyOperator, SweepTeardownOperator
 from airflow_tf.operators.tensorflow import TensorFlowTrainOperator
 
 # The training groups' own options a sweep uses (the rest of a trial's job are spec fields).
@@ -157,14 +157,17 @@ class HyperparameterSweep(TaskGroup):
         common = {"settings": settings.to_json(), "backend": backend.serialize(), "job_name": self.group_id,
                   "study_storage": study_storage}
         with self:
+            study = SweepStudyOperator(task_id="study", **common)
             controller = SweepControllerOperator(
                 task_id="controller", strategy=operator.strategy, spec_fields=spec_fields,
                 poll_interval=options.get("poll_interval"), model_asset=_as_asset(options.get("model_asset")),
                 **common)
             teardown = SweepTeardownOperator(task_id="teardown", controller_task_id=controller.task_id, **common)
-            controller >> teardown
-            teardown.as_teardown(setups=controller, on_failure_fail_dagrun=True)
-        self.controller, self.teardown = controller, teardown
+            study >> controller >> teardown
+            # The study task is the setup (it always succeeds quickly), not the controller: a
+            # teardown whose setups all failed is skipped, and a failed controller's trials must stop.
+            teardown.as_teardown(setups=study, on_failure_fail_dagrun=True)
+        self.study, self.controller, self.teardown = study, controller, teardown
 
     @property
     def output(self):

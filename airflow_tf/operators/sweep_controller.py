@@ -50,6 +50,9 @@ class SweepMixin:
     study_storage: str | None
 
     def _open(self, context, create: bool = True):
+        from airflow_tf import extras
+
+        extras.require("tuning", "optuna", "HyperparameterSweep")
         from airflow_tf.operators import tuning_study
 
         settings = SweepSettings.from_json(self.settings)
@@ -60,6 +63,27 @@ class SweepMixin:
             return settings, backend, sweep_id, directory, None
         storage = self.study_storage or tuning_study.storage_url(directory)
         return settings, backend, sweep_id, directory, tuning_study.open_study(storage, sweep_id, settings)
+
+
+class SweepStudyOperator(SweepMixin, BaseOperator):
+    """The sweep's setup task: creates (or, on a rerun, loads) the study and shows the sweep's
+    settings. It is the teardown's setup, so the teardown runs even when the controller fails."""
+
+    ui_color = "#f3e8fd"
+
+    def __init__(self, *, settings: dict[str, Any], backend: dict[str, Any], job_name: str,
+                 study_storage: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.settings, self.backend, self.job_name, self.study_storage = settings, backend, job_name, study_storage
+
+    def execute(self, context) -> dict[str, Any]:
+        settings, _, sweep_id, directory, study = self._open(context)
+        if "started_at" not in study.user_attrs:
+            study.set_user_attr("started_at", time.time())
+        done = len(study.get_trials(deepcopy=False))
+        self.log.info("sweep %s: study in %s (%s), %d trial(s) so far", sweep_id, directory,
+                      "new" if not done else "resumed", done)
+        return {"study": sweep_id, "directory": directory, "settings": settings.to_json(), "trials_so_far": done}
 
 
 class SweepControllerOperator(SweepMixin, BaseOperator):

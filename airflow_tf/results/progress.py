@@ -100,6 +100,22 @@ def newest(records: list[dict[str, Any]], max_bytes: int = HISTORY_MAX_BYTES) ->
     return kept[::-1]
 
 
+def merge_histories(attempts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One curve from the attempts of a restarted job: where records carry ``epoch``, an epoch a
+    later attempt logged again (it resumed from the checkpoint before it) replaces the earlier
+    one's; records without an epoch are kept in order."""
+    by_epoch: dict[Any, dict[str, Any]] = {}
+    loose: list[dict[str, Any]] = []
+    for records in attempts:
+        for record in records:
+            if "epoch" in record:
+                by_epoch[record["epoch"]] = record
+            else:
+                loose.append(record)
+    ordered = [by_epoch[e] for e in sorted(by_epoch, key=lambda e: (not isinstance(e, (int, float)), e))]
+    return newest(ordered + loose)
+
+
 def progress_lines(node_index: int, records: list[dict[str, Any]]) -> list[str]:
     """``node 0 rank 0: epoch 3/10 loss=...`` per record; past MAX_PROGRESS_LINES (a script that
     logs per step), one line saying how many were left out, then the newest SHOWN_WHEN_MANY."""

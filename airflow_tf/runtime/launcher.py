@@ -143,6 +143,11 @@ class Node:
         # The planned ports, checked right before the ranks bind them: taken by someone else since
         # the plan (another job on a shared host), the node fails now, naming them, instead of a
         # TF server that cannot bind or a rank that joins another job's cluster.
+        resume = (self.spec.get("env") or {}).get("AIRFLOW_TF_RESUME_FROM")
+        if resume and not os.path.exists(resume):
+            self.say(f"resume_from {resume!r} does not exist on this node; no rank was started")
+            self.start_failed = 1
+            return
         ports = sorted(p["port"] for p in self.spec["processes"] if p.get("port") is not None)
         busy = procfs.busy_ports(ports)
         if busy:

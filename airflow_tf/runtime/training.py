@@ -178,3 +178,14 @@ def save_model(model, filename: str = "model.keras") -> str | None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return None
+
+
+# Checkpoints across restarts and warm starts from an earlier run (runtime/checkpoints.py).
+from airflow_tf.runtime.checkpoints import (  # noqa: E402
+    backup_and_restore,
+    checkpoint_dir,
+    checkpoint_manager,
+    resume_from,
+    warm_start,
+)
+

@@ -47,8 +47,16 @@ class TrainingJobTrigger(BaseTrigger):
         secret_references: dict[str, str] | None = None,
         error_budget_s: float = DEFAULT_ERROR_BUDGET_S,
         max_run_duration_s: float | None = None,
+        job_started_at: float | None = None,
+        resume: dict[str, Any] | None = None,
     ):
         super().__init__()
+        # What the wait task needs back with the event (attempt number, earlier attempts): carried
+        # in the event itself, as dag.test() resumes a task with the event alone (no next_kwargs).
+        self.resume = resume
+        # When the job's first attempt started (None: its nodes' start): max_run_duration_s counts
+        # from there, so a restarted job keeps its wall clock.
+        self.job_started_at = job_started_at
         # The job's wall-clock limit, counted from its first node's start (handles carry it, so
         # a restarted trigger counts from the same instant).
         self.max_run_duration_s = max_run_duration_s
@@ -83,8 +91,15 @@ class TrainingJobTrigger(BaseTrigger):
                 "secret_references": self.secret_references,
                 "error_budget_s": self.error_budget_s,
                 "max_run_duration_s": self.max_run_duration_s,
+                "job_started_at": self.job_started_at,
+                "resume": self.resume,
             },
         )
+
+    def _event(self, payload: dict[str, Any]) -> TriggerEvent:
+        if self.resume is not None:
+            payload = {**payload, "resume": {**self.resume, "handles": self.handles, "job_started_at": self.job_started_at}}
+        return TriggerEvent(payload)
 
     def _backend(self) -> Backend:
         return Backend.deserialize(self.backend)
@@ -210,7 +225,7 @@ class TrainingJobTrigger(BaseTrigger):
                     tail = await asyncio.to_thread(backend.read_tail, failed, self.tail_lines)
                 except Exception as exc:  # noqa: BLE001 - the failure itself was read; its tail is a bonus
                     tail = [f"<its last lines could not be read: {describe(exc)}>"]
-                yield TriggerEvent({
+                yield self._event({
                     "status": FAILED,
                     "job_id": self.job_id,
                     "failed_node": outcome.failed_node,
@@ -233,7 +248,7 @@ class TrainingJobTrigger(BaseTrigger):
                     self._warn(budget, errors)
                     await asyncio.sleep(self.poll_interval)
                     continue
-                yield TriggerEvent({"status": SUCCESS, **results})
+                yield self._event({"status": SUCCESS, **results})
                 return
             if self._over_time():
                 await asyncio.to_thread(self._stop_all, backend)
@@ -254,7 +269,7 @@ class TrainingJobTrigger(BaseTrigger):
         return problems
 
     def _cannot_see(self, problems: list[str]) -> TriggerEvent:
-        return TriggerEvent({
+        return self._event({
             "status": FAILED, "job_id": self.job_id, "retryable": False,
             "message": (f"training job {self.job_id}: this trigger cannot see its node(s), so it cannot tell how "
                         f"they are doing: {'; '.join(problems)}. Nothing was stopped: nodes out of this trigger's "
@@ -264,10 +279,11 @@ class TrainingJobTrigger(BaseTrigger):
     def _over_time(self) -> bool:
         if self.max_run_duration_s is None:
             return False
-        return time.time() - min(h["started_at"] for h in self.handles) > self.max_run_duration_s
+        started = self.job_started_at or min(h["started_at"] for h in self.handles)
+        return time.time() - started > self.max_run_duration_s
 
     def _over_time_event(self) -> TriggerEvent:
-        return TriggerEvent({
+        return self._event({
             "status": FAILED, "job_id": self.job_id, "retryable": False,
             "message": (f"training job {self.job_id} ran longer than max_run_duration_seconds "
                         f"({self.max_run_duration_s:g} s, counted from its first node's start): every node was "
@@ -280,7 +296,7 @@ class TrainingJobTrigger(BaseTrigger):
                          "; ".join(errors.values()), budget.failures, budget.elapsed, self.error_budget_s)
 
     def _out_of_budget(self, budget: ErrorBudget, errors: dict[int, str]) -> TriggerEvent:
-        return TriggerEvent({
+        return self._event({
             "status": FAILED, "job_id": self.job_id, "retryable": True,
             "message": (f"training job {self.job_id}: its backend failed on {budget.failures} consecutive polls over "
                         f"{budget.elapsed:.1f} s (error_budget {self.error_budget_s:g} s); last errors, by node: "

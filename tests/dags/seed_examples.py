@@ -55,3 +55,9 @@ with DAG(dag_id="seed_parameter_server", schedule=None, catchup=False) as seed_p
 with DAG(dag_id="unchanged_mwms", schedule=None, catchup=False) as unchanged_mwms:
     TensorFlowTrainOperator(task_id="train", source_directory=os.path.join(HERE, "mwms"), entry_script="train.py",
                             node_count=2, poll_interval=0.5)
+
+with DAG(dag_id="keras2_horovod_gloo", schedule=None, catchup=False) as keras2_horovod_gloo:
+    # The same Keras-2-style Horovod script over Gloo (one node, two ranks) instead of MPI.
+    TensorFlow(source_directory=os.path.join(HERE, 'horovod'), entry_script='train.py', node_count=1,
+               process_count_per_node=2, distributed_backend='gloo', use_gpu=False, task_id="train",
+               backend=LocalBackend(), poll_interval=0.5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -47,4 +48,8 @@ def deployment():
         yield dep
     finally:
         dep.stop()
+        # The components' logs outlive the deployment (CI artifacts, debugging).
+        kept = os.path.join(os.path.dirname(REPORT), "logs")
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(dep.logs, kept, dirs_exist_ok=True)
         remove_workdir(workdir)

@@ -325,9 +325,11 @@ class Deployment:
         """A TLS client per training daemon, as the worker would connect."""
         import docker
 
+        from airflow_tf.backends.docker_daemons import _client_with_own_ca
+
         tls = docker.tls.TLSConfig(client_cert=(self.tls["client_cert"], self.tls["client_key"]),
                                    ca_cert=self.tls["ca"], verify=True)
-        return {g: docker.APIClient(base_url=f"https://{d.address}:2376", tls=tls, version="auto")
+        return {g: _client_with_own_ca()(base_url=f"https://{d.address}:2376", tls=tls, version="auto")
                 for g, d in self.daemons.items()}
 
 

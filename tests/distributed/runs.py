@@ -59,8 +59,26 @@ def failure_logs(api, dag_id: str, run_id: str, tis: dict, limit: int = 4000) ->
     for (task, index), ti in tis.items():
         if ti["state"] == "failed":
             try:
-                text = api.task_log(dag_id, run_id, task + (f"/{index}" if index >= 0 else ""), ti["try_number"] or 1)
+                text = full_log(api, dag_id, run_id, task, index, ti["try_number"] or 1)
             except Exception as exc:  # noqa: BLE001 - a message helper
                 text = f"<no log: {exc}>"
             out.append(f"--- {task}[{index}]\n{text[-limit:]}")
     return "\n".join(out) or str(states(tis))
+
+
+def full_log(api, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
+    """A task log with the exception details (the structured records' error_detail) kept."""
+    import json
+
+    path = (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}/logs/{try_number}"
+            f"?full_content=true&map_index={map_index}")
+    content = api.request("GET", path)["content"]
+    lines = []
+    for item in content if isinstance(content, list) else [content]:
+        if isinstance(item, dict):
+            lines.append(str(item.get("event", "")))
+            if item.get("error_detail"):
+                lines.append(json.dumps(item["error_detail"])[-3000:])
+        else:
+            lines.append(str(item))
+    return "\n".join(lines)

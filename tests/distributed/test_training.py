@@ -35,6 +35,13 @@ def triggerer_log(deployment, host: str) -> str:
         return f.read()
 
 
+def trigger_ran_on(deployment, host: str, dag_id: str, run_id: str) -> bool:
+    """The wait's trigger ran on ``host``'s triggerer, and on no other (each names its triggers
+    "dag/run/task/map index/try" when they start)."""
+    name = f"{dag_id}/{run_id}/train.wait/"
+    return [h for h in ("control", "host-a", "host-b") if name in triggerer_log(deployment, h)] == [host]
+
+
 def test_mwms_on_two_remote_docker_daemons_outputs_to_sftp(deployment):
     api = deployment.api
     run_id, run, tis = run_to_end(api, "atfd_docker_mwms", timeout=420)
@@ -46,7 +53,7 @@ def test_mwms_on_two_remote_docker_daemons_outputs_to_sftp(deployment):
     assert where["train.launch[0]"] == where["train.launch[1]"] == "host-a"
     assert where["train.wait"] == "host-b" and where["onnx"] == "host-b" and where["where"] == "host-a"
     job = job_id("atfd_docker_mwms", run_id)
-    assert job in triggerer_log(deployment, "host-b") and job not in triggerer_log(deployment, "control")
+    assert trigger_ran_on(deployment, "host-b", "atfd_docker_mwms", run_id)
     # One node per daemon, both through TLS; nothing left on either after the teardown.
     plan = xcom(api, "atfd_docker_mwms", run_id, "train.plan")
     assert sorted(node["host"] for node in plan) == sorted(d.address for d in deployment.daemons.values())
@@ -80,7 +87,7 @@ def test_local_backend_pinned_to_one_host(deployment):
     record("local_pinned_hosts", hosts(tis))
     assert set(group_hosts(tis).values()) == {"host-b"}, group_hosts(tis)
     job = job_id("atfd_local_pinned", run_id)
-    assert job in triggerer_log(deployment, "host-b")
+    assert trigger_ran_on(deployment, "host-b", "atfd_local_pinned", run_id)
     # The job directory is on host-b's own disk only; host-a read the model from the shared path.
     jobs = os.path.join(deployment.disk, "jobs")
     assert os.path.isdir(deployment.hosts.disk_path("host-b", os.path.join(jobs, job)))

@@ -56,6 +56,16 @@ def test_seed_horovod_mpi_two_nodes_keras2_script(airflow_db, capfd):
     assert job_pids(results["job_id"]) == []
 
 
+def test_keras2_horovod_script_over_gloo(airflow_db, capfd):
+    dag, run, output, results = run_dag("keras2_horovod_gloo", capfd)
+
+    assert run.state == "success", output[-3000:]
+    assert "[node 0 rank 0] Epoch 1: finished gradual learning rate warmup" in output
+    assert "[node 0 rank 1] rank 1 of 2: final accuracy" in output
+    assert [h["epoch"] for h in results["history"]] == [1, 2]
+    assert job_pids(results["job_id"]) == []
+
+
 def test_seed_parameter_server_two_workers_one_ps(airflow_db, capfd):
     dag, run, output, results = run_dag("seed_parameter_server", capfd)
 

@@ -103,8 +103,8 @@ def test_killed_sweep_resumes_its_study(airflow_db):
     logical = datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)
     code = ("import sys, datetime; sys.path.insert(0, sys.argv[1]);"
             "from tests.integration.test_tensorflow_dag import load_dag;"
-            "load_dag(sys.argv[2], 'tf_sweep_resume').test(logical_date=datetime.datetime(2026, 1, 2, "
-            "tzinfo=datetime.timezone.utc))")
+            "when = datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc);"
+            "load_dag(sys.argv[2], 'tf_sweep_resume').test(logical_date=when, run_after=when)")
     child = subprocess.Popen([sys.executable, "-c", code, REPO, DAGS], cwd=REPO, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     root = os.path.join(os.environ["AIRFLOW_HOME"], "airflow_tf_jobs")
@@ -128,7 +128,7 @@ def test_killed_sweep_resumes_its_study(airflow_db):
     assert before is not None, "the killed sweep never finished two trials"
     directory = os.path.dirname(found[0])
     dag = load_dag(DAGS, "tf_sweep_resume")
-    run = dag.test(logical_date=logical)  # the same run again: the controller's next try
+    run = dag.test(logical_date=logical, run_after=logical)  # the same run again: the controller's next try
     assert run.state == "success"
     study = stored_study(directory)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]  # max_total_runs, not 4 more

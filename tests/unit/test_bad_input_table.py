@@ -74,6 +74,14 @@ def onnx(**o):
 
 
 def sweep(**o):
+    from airflow_tf.tuning import RandomParameterSampling, uniform
+
+    base = {"hyperparameter_sampling": RandomParameterSampling({"--lr": uniform(0.1, 0.2)}), "max_total_runs": 2,
+            "primary_metric_name": "accuracy", "source_directory": None, "entry_script": "train.py"}
+    return in_dag(lambda src: HyperparameterSweep("sweep", **{**base, "source_directory": str(src), **o}))
+
+
+def legacy_sweep(**o):  # the 0.1 keywords (deprecated, still checked under their own names)
     base = {"grid": {"--lr": [0.1, 0.2]}, "metric": "accuracy", "source_directory": None, "entry_script": "train.py"}
     return in_dag(lambda src: HyperparameterSweep("sweep", **{**base, "source_directory": str(src), **o}))
 
@@ -187,17 +195,23 @@ PARSE_TIME = [
     ("onnx-output-path-empty", onnx(output_path=""), ["output_path must be a path"]),
     ("onnx-python-nul", onnx(python="/usr/bin/python3\0"), ["python must be a path"]),
     # HyperparameterSweep
-    ("sweep-grid-empty", sweep(grid={}), ["grid must be a non-empty dict of script param -> list of values"]),
-    ("sweep-grid-too-big", sweep(grid={"--a": list(range(100)), "--b": list(range(100))}),
+    ("sweep-grid-empty", legacy_sweep(grid={}), ["grid must be a non-empty dict of script param -> list of values"]),
+    ("sweep-grid-too-big", legacy_sweep(grid={"--a": list(range(100)), "--b": list(range(100))}),
      ["grid has 10000 combinations, more than max_sweep_trials=256", "set sample=N"]),
-    ("sweep-sample-zero", sweep(sample=0), ["sample must be an integer in 1..2"]),
-    ("sweep-sample-huge", sweep(grid={"--a": list(range(1000))}, sample=500), ["sample must be at most 256"]),
-    ("sweep-mode", sweep(mode="best"), ["mode must be one of ['max', 'min']"]),
-    ("sweep-parallel-bool", sweep(max_parallel_trials=True), ["max_parallel_trials must be an integer >= 1"]),
-    ("sweep-metric", sweep(metric=""), ["metric must be the name of a metric"]),
-    ("sweep-seed", sweep(sample=1, seed="1"), ["seed must be an integer"]),
+    ("sweep-sample-zero", legacy_sweep(sample=0), ["sample must be an integer in 1..2"]),
+    ("sweep-sample-huge", legacy_sweep(grid={"--a": list(range(1000))}, sample=500), ["sample must be at most 256"]),
+    ("sweep-mode", legacy_sweep(mode="best"), ["mode must be one of ['max', 'min']"]),
+    ("sweep-parallel-bool", legacy_sweep(max_parallel_trials=True), ["max_parallel_trials must be an integer >= 1"]),
+    ("sweep-metric", legacy_sweep(metric=""), ["metric must be the name of a metric"]),
+    ("sweep-seed", legacy_sweep(sample=1, seed="1"), ["seed must be an integer"]),
     ("sweep-operator", sweep(operator=dict), ["operator must be a training operator class"]),
     ("sweep-trial-bad-node-count", sweep(node_count=0), ["node_count must be an integer >= 1"]),
+    ("sweep-goal", sweep(primary_metric_goal="up"), ["primary_metric_goal must be one of ['maximize', 'minimize']"]),
+    ("sweep-concurrent-zero", sweep(max_concurrent_runs=0), ["max_concurrent_runs must be an integer >= 1"]),
+    ("sweep-policy-unknown", sweep(policy="early"), ["unknown early termination policy 'early'", "'bandit'"]),
+    ("sweep-total-huge", sweep(max_total_runs=10**6), ["max_total_runs must be at most 256"]),
+    ("sweep-distribution-unknown", sweep(hyperparameter_sampling={"--lr": ["gauss", [0, 1]]}),
+     ["hyperparameter_sampling must be GridParameterSampling"]),
     # TrainingCompletionSensor
     ("sensor-dag-id-empty", sensor(external_dag_id=""), ["external_dag_id must be a DAG / task group id"]),
     ("sensor-group-id", sensor(training_group_id="train; rm"), ["training_group_id must be a DAG / task group id"]),
