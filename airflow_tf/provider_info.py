@@ -17,10 +17,11 @@ OPERATOR_MODULES = [
     "airflow_tf.operators.horovod",
     "airflow_tf.operators.onnx",
     "airflow_tf.operators.sweep",
+    "airflow_tf.operators.sweep_controller",
     "airflow_tf.operators.nodes",
 ]
 SENSOR_MODULES = ["airflow_tf.sensors.training"]
-TRIGGER_MODULES = ["airflow_tf.triggers.training_job"]
+TRIGGER_MODULES = ["airflow_tf.triggers.training_job", "airflow_tf.triggers.sweep_watch"]
 # The wait task's extra links (airflow_tf/operators/links.py: LINK_CLASSES; tests/package checks they agree).
 EXTRA_LINKS = [
     "airflow_tf.operators.links.JobPageLink",
@@ -106,8 +107,8 @@ CONFIG_OPTIONS = {
     },
     "max_sweep_trials": {
         "description": (
-            "Most trials one HyperparameterSweep may render (the grid's size, or sample): each "
-            "trial is a training group built at every DAG parse.\n"
+            "Most trials one HyperparameterSweep may run (max_total_runs; for the deprecated grid=, "
+            "the grid's size or sample): a bound against typos, checked when the DAG is parsed.\n"
         ),
         "version_added": "0.2.0",
         "type": "integer",

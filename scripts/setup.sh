@@ -25,7 +25,7 @@ fi
 # The extras of setup.cfg that .venv gets ([mlflow]: the tracking tests run a real MLflow server). [kubernetes]
 # brings the cncf provider (pinned in requirements/constraints.txt): KubernetesBackend's tests
 # build every object with its client models; no cluster is needed.
-EXTRAS="docker,ssh,kubernetes,plots,onnx,mlflow,tensorflow,conda,tuning,test"
+EXTRAS="docker,ssh,kubernetes,celery,sftp,plots,onnx,mlflow,tensorflow,conda,tuning,test"
 
 stamp="$VENV/.airflow-tf-setup"
 want="$(cat requirements/*.txt setup.cfg scripts/setup.sh scripts/build_horovod.sh scripts/patch_horovod.sh | sha256sum | cut -d' ' -f1)"

@@ -44,3 +44,16 @@ def airflow_db():
     """Migrate the session's SQLite DB once (≈4 s) for the tests that run DAGs."""
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """One real MLflow tracking server per test session (tests/mlflow_server.py), ≈ 20 s to start."""
+    from tests.mlflow_server import MlflowServer
+
+    server = MlflowServer(os.path.join(AIRFLOW_HOME, "mlflow"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -18,7 +18,7 @@ DEFAULTS = {
     "max_node_count": 4096,  # nodes of one training step
     "max_processes_per_node": 256,  # ranks (processes) on one node
     "max_world_size": 65536,  # processes of one job: ranks, or PS tasks (chief + workers + ps)
-    "max_sweep_trials": 256,  # training groups one HyperparameterSweep renders at DAG-parse time
+    "max_sweep_trials": 256,  # trials one HyperparameterSweep may run (max_total_runs)
 }
 
 

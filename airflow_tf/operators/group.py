@@ -104,7 +104,7 @@ class TrainingTaskGroup(TaskGroup):
     ):
         # Airflow's task-level arguments (retries, queue, pool, callbacks, ...): checked here and
         # given to the tasks where they mean something (operators/task_args.py says which).
-        task_args, options = split_task_args(options)
+        given_task_args, options = split_task_args(options)
         spec_class = PLANNERS[JobKind(self.strategy)][0]
         strategy_options = {f.name for f in dataclasses.fields(spec_class)} - BASE_OPTIONS
         group_kwargs = {k: v for k, v in options.items() if k not in strategy_options}
@@ -160,7 +160,7 @@ class TrainingTaskGroup(TaskGroup):
         self.tracking = tracking
         self.restart_policy = restart_policy
         self.resume_from = resume
-        self.task_args = task_args
+        self.task_args = given_task_args
         self._build(fields, poll_interval=poll_interval, timeout=timeout)
 
     def _build(self, fields: dict[str, Any], *, poll_interval: float | None, timeout: float | None) -> None:

@@ -45,6 +45,12 @@ class _ResultLink(BaseOperatorLink):
     def results(self, ti_key) -> dict[str, Any]:
         from airflow.sdk.bases.xcom import BaseXCom
 
+        # At the end of the task run ``ti_key`` is the task instance: only a successful wait has
+        # results (asking at deferral would log an "XCom not found" error per link).
+        state = getattr(ti_key, "state", None)
+        if state is not None and str(getattr(state, "value", state)) != "success":
+            return {}
+
         value = BaseXCom.get_value(ti_key=ti_key, key="return_value")
         return value if isinstance(value, dict) else {}
 

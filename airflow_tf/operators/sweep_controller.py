@@ -251,7 +251,7 @@ class SweepControllerOperator(SweepMixin, BaseOperator):
         if job is None and "job" in frozen.user_attrs:
             job = sweep_trials.TrialJob.from_json(frozen.user_attrs["job"])
         if job is not None:
-            sweep_trials.stop_trial(backend, job)
+            sweep_trials.stop_trial(backend, job, config.stop_grace_seconds())
         live = tuning_study.trial_handle(study, number)
         live.set_user_attr("outcome", outcome)
         live.set_user_attr("reason", reason)
@@ -266,7 +266,7 @@ class SweepControllerOperator(SweepMixin, BaseOperator):
             if "job" in frozen.user_attrs:
                 from airflow_tf.operators.sweep_trials import TrialJob, stop_trial
 
-                stop_trial(backend, TrialJob.from_json(frozen.user_attrs["job"]))
+                stop_trial(backend, TrialJob.from_json(frozen.user_attrs["job"]), config.stop_grace_seconds())
 
     def _finish(self, context, study, settings: SweepSettings, directory: str, table: list[dict]) -> dict[str, Any]:
         from airflow_tf.results.sweep_curves import write_sweep_curves
@@ -276,6 +276,7 @@ class SweepControllerOperator(SweepMixin, BaseOperator):
             raise AirflowFailException(f"sweep: no trial completed ({[(r['number'], r['state'], r['reason']) for r in table]})")
         best = study.best_trial
         row = table[best.number]
+        os.makedirs(directory, mode=0o700, exist_ok=True)  # absent when the study is in a shared database
         picture = write_sweep_curves(table, os.path.join(directory, "sweep.png"), settings.primary_metric_name,
                                      best.number, title=study.study_name)
         wall = (max(r["ended_at"] or 0 for r in table) - study.user_attrs["started_at"])
@@ -353,6 +354,11 @@ class SweepTeardownOperator(SweepMixin, BaseOperator):
             if backend.stop_job(job.job_id, job.node_count):
                 stopped.append(frozen.number)
             if frozen.state == TrialState.RUNNING:
+                from airflow_tf.operators.tuning_study import trial_handle
+
+                live = trial_handle(study, frozen.number)
+                live.set_user_attr("outcome", CANCELED)
+                live.set_user_attr("reason", "stopped by the teardown (the controller did not finish it)")
                 study.tell(frozen.number, state=TrialState.FAIL)
         if stopped:
             self.log.warning("stopped trial(s) %s of sweep %s that were still running", stopped, sweep_id)

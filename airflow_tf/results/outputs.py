@@ -54,6 +54,10 @@ def target(setting: dict[str, Any], job_id: str):
     """The job's folder under the configured ``output_uri``."""
     from airflow.sdk import ObjectStoragePath
 
+    from airflow_tf import extras
+
+    if setting["path"].split("://", 1)[0].lower() in ("sftp", "ssh"):
+        extras.require("sftp", "sshfs", f"output_uri {setting['path']!r}")
     base = ObjectStoragePath(setting["path"], conn_id=setting.get("conn_id"), **(setting.get("kwargs") or {}))
     return base / job_id
 

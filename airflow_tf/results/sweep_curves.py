@@ -28,14 +28,16 @@ def write_sweep_curves(trials: list[dict[str, Any]], path: str, metric: str, bes
     from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for trial in drawn:
+    # The other trials in the tab10 colours but its red, which only the best trial wears.
+    others = [colour for index, colour in enumerate(plt.get_cmap("tab10").colors) if index != 3]
+    for position, trial in enumerate(drawn):
         epochs = [point[0] for point in trial["history"]]
         values = [point[1] for point in trial["history"]]
         is_best = trial["number"] == best
         ax.plot(epochs, values, marker="o", markersize=3,
                 linestyle="--" if trial["state"] == "terminated" else "-",
                 linewidth=2.8 if is_best else 1.0, alpha=1.0 if is_best else 0.55,
-                color="tab:red" if is_best else None, zorder=3 if is_best else 2,
+                color="tab:red" if is_best else others[position % len(others)], zorder=3 if is_best else 2,
                 label=f"trial {trial['number']} ({trial['state']})" + (" best" if is_best else ""))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)

@@ -16,10 +16,10 @@ from tests.faults import HoldingLocalBackend  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-with DAG(dag_id="tf_launch_killed", schedule=None, catchup=False,
-         default_args={"retries": 1, "retry_delay": timedelta(seconds=1)}) as dag:
+with DAG(dag_id="tf_launch_killed", schedule=None, catchup=False) as dag:
     TensorFlowTrainOperator(
         task_id="train", source_directory=os.path.join(HERE, "long_train"), entry_script="train.py",
         script_params={"--seconds": 12}, node_count=2, pip_packages=["pyjokes==0.8.3"], poll_interval=0.5,
         backend=HoldingLocalBackend(hold_s=120),
+        retries=1, retry_delay=timedelta(seconds=1),  # on the group: every task gets them (task_args.py)
     )

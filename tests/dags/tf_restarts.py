@@ -28,3 +28,9 @@ tf_restart_permanent = train("tf_restart_permanent", "restart_sleeper", {"--code
 tf_resume_fresh = train("tf_resume_fresh", "restart_job", {"--epochs": 2, "--learning-rate": 0.002})
 tf_resume_warm = train("tf_resume_warm", "restart_job", {"--epochs": 2, "--learning-rate": 0.002},
                        resume_from=os.environ.get("AIRFLOW_TF_TEST_RESUME_FROM", HERE))
+
+with DAG(dag_id="hvd_restart_gloo", schedule=None, catchup=False) as hvd_restart_gloo:
+    from airflow_tf import HorovodTrainOperator
+
+    HorovodTrainOperator(task_id="train", source_directory=os.path.join(HERE, "hvd_restart"), entry_script="train.py",
+                         node_count=2, distributed_backend="gloo", poll_interval=0.3, max_restarts=1)

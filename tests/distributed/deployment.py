@@ -61,7 +61,14 @@ class API(AirflowServer):
         self.token = None
 
     def request(self, method, path, body=None, *, auth=False, raw=False):
-        return super().request(method, path, body, auth=False, raw=raw)
+        # Reads are retried: on a busy CI machine one answer can take longer than the 30-s timeout.
+        for attempt in range(3 if method == "GET" else 1):
+            try:
+                return super().request(method, path, body, auth=False, raw=raw)
+            except (TimeoutError, urllib.error.URLError) as exc:
+                if attempt == 2 or method != "GET" or isinstance(exc, urllib.error.HTTPError):
+                    raise
+                time.sleep(1)
 
 
 class Deployment:

@@ -35,11 +35,20 @@ def triggerer_log(deployment, host: str) -> str:
         return f.read()
 
 
-def trigger_ran_on(deployment, host: str, dag_id: str, run_id: str) -> bool:
-    """The wait's trigger ran on ``host``'s triggerer, and on no other (each names its triggers
-    "dag/run/task/map index/try" when they start)."""
-    name = f"{dag_id}/{run_id}/train.wait/"
-    return [h for h in ("control", "host-a", "host-b") if name in triggerer_log(deployment, h)] == [host]
+def trigger_hosts(deployment, dag_id: str, run_id: str) -> dict[str, list[str]]:
+    """Per Airflow host, the wait's log files on its own disk: a triggerer writes the trigger's
+    part of the task log (``*.trigger.<triggerer job id>.log``) where it runs."""
+    found = {}
+    for host in ("control", "host-a", "host-b"):
+        root = deployment.hosts.disk_path(host, os.path.join(deployment.disk, "airflow", "logs", f"dag_id={dag_id}"))
+        for folder, _, names in os.walk(root):
+            if f"run_id={run_id}" in folder and folder.endswith("task_id=train.wait"):
+                found.setdefault(host, []).extend(sorted(names))
+    return found
+
+
+def triggered_on(deployment, dag_id: str, run_id: str) -> list[str]:
+    return sorted(h for h, names in trigger_hosts(deployment, dag_id, run_id).items() if any("trigger" in n for n in names))
 
 
 def test_mwms_on_two_remote_docker_daemons_outputs_to_sftp(deployment):
@@ -49,11 +58,13 @@ def test_mwms_on_two_remote_docker_daemons_outputs_to_sftp(deployment):
     where = hosts(tis)
     record("docker_mwms_hosts", where)
     record("docker_mwms_trigger_to_end_s", seconds_between(run["queued_at"], run["end_date"]))
+    record("docker_mwms_trigger_to_teardown_end_s",
+           seconds_between(run["queued_at"], tis[("train.teardown", -1)]["end_date"]))
     # The launches ran on host-a's worker, the wait (and its trigger) on host-b: no shared disk needed.
     assert where["train.launch[0]"] == where["train.launch[1]"] == "host-a"
     assert where["train.wait"] == "host-b" and where["onnx"] == "host-b" and where["where"] == "host-a"
     job = job_id("atfd_docker_mwms", run_id)
-    assert trigger_ran_on(deployment, "host-b", "atfd_docker_mwms", run_id)
+    assert triggered_on(deployment, "atfd_docker_mwms", run_id) == ["host-b"], trigger_hosts(deployment, "atfd_docker_mwms", run_id)
     # One node per daemon, both through TLS; nothing left on either after the teardown.
     plan = xcom(api, "atfd_docker_mwms", run_id, "train.plan")
     assert sorted(node["host"] for node in plan) == sorted(d.address for d in deployment.daemons.values())
@@ -85,9 +96,11 @@ def test_local_backend_pinned_to_one_host(deployment):
     run_id, run, tis = run_to_end(api, "atfd_local_pinned", timeout=300)
     assert run["state"] == "success", failure_logs(api, run["dag_id"], run_id, tis)
     record("local_pinned_hosts", hosts(tis))
+    record("local_pinned_trigger_to_teardown_end_s",
+           seconds_between(run["queued_at"], tis[("train.teardown", -1)]["end_date"]))
     assert set(group_hosts(tis).values()) == {"host-b"}, group_hosts(tis)
     job = job_id("atfd_local_pinned", run_id)
-    assert trigger_ran_on(deployment, "host-b", "atfd_local_pinned", run_id)
+    assert triggered_on(deployment, "atfd_local_pinned", run_id) == ["host-b"], trigger_hosts(deployment, "atfd_local_pinned", run_id)
     # The job directory is on host-b's own disk only; host-a read the model from the shared path.
     jobs = os.path.join(deployment.disk, "jobs")
     assert os.path.isdir(deployment.hosts.disk_path("host-b", os.path.join(jobs, job)))

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -70,7 +71,8 @@ def _log_tail(path: str, lines: int = 30) -> str:
 
 @contextlib.contextmanager
 def private_dockerd(ready_timeout_s: float = 60.0):
-    """Start dockerd, import the test image; yield ``{"url", "image", "python", "mounts", "client", "env"}``.
+    """Start dockerd, import the test image; yield ``{"url", "image", "python", "mounts", "client", "env",
+    "remote_url"}``.
 
     ``env`` is what tests/dags/tf_docker.py reads. Everything is stopped and deleted on exit.
     """
@@ -83,10 +85,16 @@ def private_dockerd(ready_timeout_s: float = 60.0):
 
     run = tempfile.mkdtemp(prefix="airflow-tf-dockerd-")
     sock = os.path.join(run, "docker.sock")
+    # Also on TCP at 127.0.0.2: DockerBackend treats that as a daemon on another machine (it is
+    # not in LOCAL_HOSTS), so the remote-daemon paths (port probe, volumes) run against this
+    # engine, while staying on loopback (nothing outside this machine can reach it).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.2", 0))
+        tcp_port = probe.getsockname()[1]
     log_path = os.path.join(run, "dockerd.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [exe, "-H", f"unix://{sock}", "--data-root", f"{run}/data", "--exec-root", f"{run}/exec",
+            [exe, "-H", f"unix://{sock}", "-H", f"tcp://127.0.0.2:{tcp_port}", "--data-root", f"{run}/data", "--exec-root", f"{run}/exec",
              "--pidfile", f"{run}/dockerd.pid", "--iptables=false", "--ip6tables=false", "--bridge=none",
              "--storage-driver=overlay2"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -111,7 +119,8 @@ def private_dockerd(ready_timeout_s: float = 60.0):
         mounts = python_mounts()
         env = {"AIRFLOW_TF_TEST_DOCKER_URL": url, "AIRFLOW_TF_TEST_DOCKER_IMAGE": IMAGE,
                "AIRFLOW_TF_TEST_DOCKER_PYTHON": python, "AIRFLOW_TF_TEST_DOCKER_MOUNTS": json.dumps(mounts)}
-        yield {"url": url, "image": IMAGE, "python": python, "mounts": mounts, "client": client, "env": env}
+        yield {"url": url, "image": IMAGE, "python": python, "mounts": mounts, "client": client, "env": env,
+               "remote_url": f"tcp://127.0.0.2:{tcp_port}"}
     finally:
         if client is not None:
             client.close()

@@ -183,14 +183,72 @@ def test_node_files_and_outputs(backend, jobs, tmp_path, dockerd):
     assert job_containers(dockerd["client"], job_id) == []
 
 
-def test_a_retried_launch_replaces_the_earlier_container(backend, jobs, dockerd):
-    job_id, handles, plan = jobs(LONG_TRAIN, nodes=1)
-    again = backend.start(plan.launch(0), LONG_TRAIN)  # the launch task's second try
-    assert [c["Id"] for c in job_containers(dockerd["client"], job_id)] == [again["container_id"]]
+def test_a_retried_launch_stops_the_earlier_try_keeps_its_log_and_reattaches(backend, jobs, dockerd):
+    from airflow_tf.operators.nodes import reattach
+
+    job_id, (first,), plan = jobs(LONG_TRAIN, nodes=1)
+    wait_until(lambda: "step 0" in log_of(backend, first), what="the first try running")
+    assert reattach(backend, plan.launch(0)) == first  # healthy, same attempt: re-attached
+    again = backend.start(plan.launch(0), LONG_TRAIN)  # a start anyway (a later attempt does this)
+    assert (first["try"], again["try"]) == (1, 2)
+    tries = {c["Labels"]["airflow_tf.try"]: c for c in job_containers(dockerd["client"], job_id)}
+    assert sorted(tries) == ["1", "2"] and tries["1"]["State"] == "exited"  # stopped, kept for its log
+    assert "step 0" in log_of(backend, first)
     # (Stopped once running: in a container's first moments its PID 1 ignores TERM, see the docs.)
     wait_until(lambda: "step 0" in log_of(backend, again), what="the second try running")
+    assert backend.find_node(job_id, 0)["container_id"] == again["container_id"]
     assert backend.stop_job(job_id, 1) == [0]
     assert job_containers(dockerd["client"], job_id) == []
+
+
+HOLD_PORT = """
+import json, os, socket, time
+config = json.loads(os.environ["TF_CONFIG"])
+port = int(config["cluster"]["worker"][config["task"]["index"]].rsplit(":", 1)[1])
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("", port))
+server.listen()
+print("bound", port, flush=True)
+time.sleep(600)
+"""
+
+
+def test_jobs_on_one_remote_daemon_get_distinct_free_ports(dockerd, tmp_path):
+    """A remote daemon's host cannot be probed from here: a probe container asks it, never handing
+    out ports another job's containers there have planned. Three jobs planned and started
+    interleaved (like sweep trials) all bind their ports; no probe container is left."""
+    remote = DockerBackend(image=dockerd["image"], docker_urls=[dockerd["remote_url"]], mounts=dockerd["mounts"],
+                           python=dockerd["python"], insecure_tcp=True)
+    assert not remote.daemons()[0].is_local
+    (tmp_path / "train.py").write_text(textwrap.dedent(HOLD_PORT))
+    host = remote.hosts(2)[0]
+
+    def plan(name):
+        spec = TrainingSpec(source_directory=str(tmp_path), entry_script="train.py", node_count=2)
+        return plan_tensorflow_job(spec, job_id=f"dk-{name}-{uuid.uuid4().hex[:6]}", hosts=[host, host],
+                                   free_ports={host: remote.free_ports(host, 2)})
+
+    def start(p):
+        return [remote.start(p.launch(i), str(tmp_path)) for i in range(2)]
+
+    plans, handles = {}, {}
+    try:
+        plans["a"], plans["b"] = plan("a"), plan("b")
+        handles["a"] = start(plans["a"])
+        plans["c"] = plan("c")  # planned while a's containers hold their ports (labelled)
+        handles["b"], handles["c"] = start(plans["b"]), start(plans["c"])
+        ports = {name: sorted(n.ports[0] for n in p.nodes) for name, p in plans.items()}
+        every = [port for group in ports.values() for port in group]
+        assert len(set(every)) == 6, ports
+        for name, group in handles.items():
+            for handle in group:
+                wait_until(lambda: "bound" in log_of(remote, handle), what=f"job {name} node {handle['node_index']}")
+                assert remote.poll(handle)["running"]
+        assert dockerd["client"].containers(all=True, filters={"label": "airflow_tf.port_probe"}) == []
+    finally:
+        for p in plans.values():
+            remote.stop_job(p.job_id, 2, grace_s=1)
 
 
 # -- bad settings -------------------------------------------------------------------------------

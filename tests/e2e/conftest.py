@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 
@@ -13,11 +14,13 @@ def airflow_server():
 
     Package scope: it stops (freeing ~1 GiB) once the e2e tests are done, not at session end."""
     server = AirflowServer(
-        home=os.path.join(REPO, ".airflow", "e2e"),
+        # Per test session (pid), like the dag.test() home: concurrent sessions must not share one.
+        home=os.path.join(REPO, ".airflow", f"e2e-{os.getpid()}"),
         bundles={"dags-folder": os.path.join(REPO, "dags"), "test-dags": os.path.join(REPO, "tests", "dags")},
     )
-    server.start()
+    server.start(timeout=240)  # a loaded 2-core machine needs more than the default 120 s at times
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(server.home, ignore_errors=True)

@@ -3,6 +3,7 @@ in its own home, driven through the REST API like a user's browser would."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -67,10 +68,18 @@ class AirflowServer:
             ]),
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__API__PORT": str(self.port),
+            # Their own log-server ports: another Airflow on this machine (the distributed suite's
+            # workers) must not make the scheduler's or triggerer's fail to bind.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__API__BASE_URL": self.base,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            # The workers' and triggerer's log servers default to fixed ports (8793, 8794): two
+            # standalones on one machine (concurrent test sessions) would collide there.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         }
         self.proc: subprocess.Popen | None = None
         self.replacements: list[subprocess.Popen] = []  # triggerers started by restart_triggerer
@@ -106,8 +115,8 @@ class AirflowServer:
         try:
             with urllib.request.urlopen(f"{self.base}/api/v2/monitor/health", timeout=2) as response:
                 health = json.load(response)
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
+            return False  # HTTPException: not yet, or the port briefly answered by something else
         return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "triggerer"))
 
     def _triggerer_pid(self) -> int | None:

@@ -61,21 +61,23 @@ def _rows(page) -> list[dict]:
 def test_job_page_names_and_links_in_a_real_browser(airflow_server, browser):
     server = airflow_server
     server.wait_for_dag(DAG_ID)
-    run_id = server.trigger(DAG_ID, {"epochs": 8, "seconds": 1.0})
-    wait_until(lambda: server.task_instances(DAG_ID, run_id).get(("train.wait", -1), {}).get("state") == "deferred",
-               120, 0.3, what="the wait task to defer while the nodes run")
+    run_id = server.trigger(DAG_ID, {"epochs": 20, "seconds": 1.0})
     page_path = f"/airflow-tf/jobs/{DAG_ID}/{urllib.parse.quote(run_id, safe='')}"
-    context, page = _page(browser, server, server.token)
 
-    # The DAG run's "Training job" tab in the Airflow UI shows the page in its frame.
-    page.goto(f"{server.base}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}/plugin/airflow-tf-job-run")
-    frame = page.frame_locator("iframe")
-    frame.locator("tr.node").nth(2).wait_for(timeout=60_000)
+    def node_states():
+        data = server.request("GET", page_path.replace("/jobs/", "/api/jobs/") + "?group=train")
+        return [node["state"] for job in data["jobs"] for node in job["nodes"]]
+
+    # The ranks start together (a barrier on their TF_CONFIG ports), then train for 20 s.
+    wait_until(lambda: node_states() == ["running"] * 3, 240, 0.5, what="the three nodes to run")
+    context, page = _page(browser, server, server.token)
 
     # While it runs: every node with its role and host, running, its last log lines.
     page.goto(server.base + page_path + "?group=train")
-    page.wait_for_selector("tr.node >> nth=2", timeout=30_000)
-    page.wait_for_function("document.querySelectorAll('tr.node td.state-running').length === 3", timeout=30_000)
+    try:
+        page.wait_for_function("document.querySelectorAll('tr.node td.state-running').length === 3", timeout=15_000)
+    except Exception as exc:
+        raise AssertionError(f"page: {page.text_content('body')[:2000]!r}; API: {node_states()}") from exc
     rows = _rows(page)
     assert [(r["role"], r["host"], r["state"]) for r in rows] == [
         (f"worker {i}", "127.0.0.1", "running") for i in range(3)]
@@ -95,11 +97,16 @@ def test_job_page_names_and_links_in_a_real_browser(airflow_server, browser):
     assert int(page.get_attribute("body", "data-refreshes")) > 2
     # The chief's metrics as curves: one chart per metric, a point per epoch.
     assert page.eval_on_selector_all("svg.chart", "charts => charts.map(c => c.dataset.metric)") == ["accuracy", "loss"]
-    assert page.eval_on_selector_all("svg.chart[data-metric=loss] circle", "points => points.length") == 8
+    assert page.eval_on_selector_all("svg.chart[data-metric=loss] circle", "points => points.length") == 20
     refreshes = int(page.get_attribute("body", "data-refreshes"))
     page.wait_for_timeout(5_000)  # a refresh would come every 2 s: none does once ended
     assert int(page.get_attribute("body", "data-refreshes")) == refreshes
     wait_until(lambda: server.run_state(DAG_ID, run_id) == "success", 60, what="the run to succeed")
+
+    # The DAG run's "Training job" tab in the Airflow UI shows the page in its frame.
+    page.goto(f"{server.base}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}/plugin/airflow-tf-job-run")
+    page.frame_locator("iframe").locator("tr.node td.state-exited").nth(2).wait_for(timeout=60_000)
+    assert page.get_by_text("Training job", exact=True).count() == 1  # the tab itself
 
     # The launch tasks carry their node's name, in the API and on the UI's mapped-task list.
     tis = server.task_instances(DAG_ID, run_id)
@@ -111,7 +118,7 @@ def test_job_page_names_and_links_in_a_real_browser(airflow_server, browser):
 
     # The wait task's extra links resolve: the page, the curves picture, the TensorBoard and outputs folders.
     links = server.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
-                                  "/taskInstances/train.wait/links")
+                                  "/taskInstances/train.wait/links")["extra_links"]
     assert set(links) == {"Training job page", "Training curves", "TensorBoard logs", "Training outputs", "MLflow run"}
     assert links["MLflow run"] is None  # not tracked
     status, body = _get(links["Training job page"], server.token)

@@ -27,7 +27,7 @@ LINES, EPOCHS = 70, 7  # per rank, as tests/dags/tf_watch_faults.py's tf_watch_r
 
 def streamed_offsets(home: str, job_id: str) -> list[int] | None:
     """The log offsets the trigger saved with the job, once it has saved any."""
-    found = glob.glob(os.path.join(home, "**", job_id, "node-0", node_files.WATCH_STATE), recursive=True)
+    found = glob.glob(os.path.join(home, "**", job_id, "node-0", "try-*", node_files.WATCH_STATE), recursive=True)
     try:
         with open(found[0]) as f:
             return [cursor["log"] for cursor in json.load(f)["cursors"]]

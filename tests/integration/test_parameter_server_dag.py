@@ -50,7 +50,7 @@ def kill_mid_training(dag_id: str, role: str, rank: int, *, after_epochs: int = 
     killed = []
 
     def victim():
-        for metrics in glob.glob(os.path.join(job_root, f"{dag_id}.*", "node-0", "metrics-rank0.jsonl")):
+        for metrics in glob.glob(os.path.join(job_root, f"{dag_id}.*", "node-0", "try-*", "metrics-rank0.jsonl")):
             with open(metrics) as f:
                 if sum(1 for _ in f) < after_epochs:
                     continue

@@ -113,3 +113,16 @@ def test_resume_from_an_earlier_run_warm_starts_from_its_weights(airflow_db, cap
     assert second["history"][0]["loss"] < first["history"][0]["loss"]
     assert second["history"][0]["loss"] <= first["history"][-1]["loss"] * 1.05
     print(f"epoch-1 loss: fresh {first['history'][0]['loss']:.4f}, warm {second['history'][0]['loss']:.4f}")
+
+
+def test_a_horovod_gloo_job_restarts_within_its_start_timeout(airflow_db, capfd):
+    dag = load_dag(DAG_FILE, "hvd_restart_gloo")
+    run = dag.test()
+    output = capfd.readouterr().out
+    assert run.state == "success", output[-4000:]
+    results = xcom(dag.dag_id, run.run_id, "train.wait")
+    assert results["attempt"] == 2 and results["earlier_attempts"][0]["exit_code"] == 137
+    # Attempt 2 formed its Gloo ring again (every node started at once) and ran all five rounds.
+    assert "rank 1 step 4 sum 2.0" in output
+    (job_dir,) = _jobs(dag.dag_id)
+    assert job_pids(os.path.basename(job_dir)) == []

@@ -54,8 +54,9 @@ def test_secrets_reach_local_ranks_and_nowhere_else(airflow_db, secret_values, c
     check_run(dag.dag_id, run.run_id, output, {"PLAIN_MARKER": PLAIN_MARKER}, secret_values,
               roots=[airflow_db], db_path=os.path.join(airflow_db, "airflow.db"))
     for node in ("node-0", "node-1"):
-        assert not os.path.exists(os.path.join(job_dir, node, "secrets.json"))  # read and deleted
+        assert not os.path.exists(os.path.join(job_dir, node, "try-1", "secrets.json"))  # read and deleted
         assert os.stat(os.path.join(job_dir, node)).st_mode & 0o077 == 0
+        assert os.stat(os.path.join(job_dir, node, "try-1")).st_mode & 0o077 == 0
     assert job_pids(plan["job_id"]) == []
 
 

@@ -132,3 +132,16 @@ def test_airflow_cli_shows_the_full_provider_info_without_warnings(tmp_path):
                                                             "max_processes_per_node", "max_world_size",
                                                             "max_sweep_trials"}
     assert listed(shown, "sensors") == {"airflow_tf.sensors.training"}
+
+
+def test_extra_links_are_the_wait_tasks_and_importable():
+    from airflow.sdk import BaseOperatorLink
+    from airflow.utils.module_loading import import_string
+
+    from airflow_tf.operators.links import LINK_CLASSES
+    from airflow_tf.operators.nodes import WaitForTrainingJobOperator
+
+    assert get_provider_info()["extra-links"] == LINK_CLASSES
+    assert [f"{type(link).__module__}.{type(link).__name__}"
+            for link in WaitForTrainingJobOperator.operator_extra_links] == LINK_CLASSES
+    assert all(issubclass(import_string(name), BaseOperatorLink) for name in LINK_CLASSES)

@@ -177,7 +177,7 @@ def test_failing_node_fails_fast_and_leaves_nothing_running(airflow_db, ssh_host
     plan = xcom(dag.dag_id, run.run_id, "train.plan", key=PLAN_XCOM_KEY)
     assert job_pids(plan["job_id"]) == []
     # cleanup="on_success" keeps a failed job's node directories (logs) for debugging.
-    node_log = os.path.join(ssh_hosts.remote_root, plan["job_id"], "node-1", "node.log")
+    node_log = os.path.join(ssh_hosts.remote_root, plan["job_id"], "node-1", "try-1", "node.log")
     assert "simulated failure" in read(node_log)
 
 
@@ -216,10 +216,10 @@ def test_stop_job_mid_training_leaves_no_process(ssh_hosts, cleanup, dirs_left):
             assert not backend.poll(h)["running"]
             backend.stop(h, grace_s=1)  # idempotent: a node already gone is fine
         if dirs_left:
-            assert "worker 0: step" in read(os.path.join(job_dir, "node-0", "node.log"))
+            assert "worker 0: step" in read(os.path.join(job_dir, "node-0", "try-1", "node.log"))
             # TERM forwarded: 143 when the launcher got to write it. Seen once in ~15 runs under load:
             # no exit_code at all (launcher KILLed after the grace); no process is left either way.
-            assert read(os.path.join(job_dir, "node-0", "exit_code")).strip() in ("143", "")
+            assert read(os.path.join(job_dir, "node-0", "try-1", "exit_code")).strip() in ("143", "")
         else:
             assert not os.path.exists(job_dir)
         assert backend.stop_job(job_id, 2, grace_s=1) == []  # teardown twice: nothing left to stop

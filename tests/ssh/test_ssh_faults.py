@@ -39,7 +39,7 @@ def set_link(ssh_hosts, k: int, state: str) -> None:
 
 def watch_state(ssh_hosts, dag_id: str) -> str | None:
     """The trigger's offsets file in node 0's directory on the host: it exists once the trigger streamed."""
-    found = glob.glob(os.path.join(ssh_hosts.remote_root, f"{dag_id}.*", "node-0", node_files.WATCH_STATE))
+    found = glob.glob(os.path.join(ssh_hosts.remote_root, f"{dag_id}.*", "node-0", "try-*", node_files.WATCH_STATE))
     return found[0] if found else None
 
 

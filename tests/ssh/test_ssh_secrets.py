@@ -36,7 +36,7 @@ def test_secrets_reach_ssh_ranks_and_nowhere_else(airflow_db, ssh_hosts, monkeyp
     job_dir = os.path.join(ssh_hosts.remote_root, plan["job_id"])
     try:
         # cleanup="never": every node file the job wrote on the hosts is still there to be checked.
-        node_files = sorted(os.listdir(os.path.join(job_dir, "node-1")))
+        node_files = sorted(os.listdir(os.path.join(job_dir, "node-1", "try-1")))
         assert "node.json" in node_files and "node.log" in node_files and "secrets.json" not in node_files
         check_run(dag.dag_id, run.run_id, output, {"PLAIN_MARKER": PLAIN_MARKER}, secrets,
                   roots=[airflow_db, ssh_hosts.remote_root], db_path=os.path.join(airflow_db, "airflow.db"))

@@ -27,15 +27,28 @@ def test_gpu_image_builds_patched_horovod_with_nccl():
     assert "openssh-server" in text and "openmpi-bin" in text
 
 
-def test_compose_is_celery_with_one_worker_queue_per_gpu_host():
+def test_compose_is_the_tested_topology():
+    """docker/compose.yaml states what tests/distributed/deployment.py runs (docs/deployment.md)."""
+    from tests.distributed.deployment import DEFAULT_QUEUE, WORKER_QUEUES
+
     with open(os.path.join(DOCKER, "compose.yaml")) as f:
         compose = yaml.safe_load(f)
     services = compose["services"]
     assert {"postgres", "redis", "api-server", "scheduler", "dag-processor", "triggerer"} <= set(services)
-    queues = {name: svc["command"][svc["command"].index("--queues") + 1]
-              for name, svc in services.items() if svc.get("command", [None])[0] == "celery"}
-    assert queues["worker-gpu-host-0"] == "gpu-host-0" and queues["worker-gpu-host-1"] == "gpu-host-1"
+    assert services["postgres"]["image"] == "postgres:15" and services["redis"]["image"] == "redis:7"
+
+    def option(svc, flag):
+        return svc["command"][svc["command"].index(flag) + 1]
+
+    assert option(services["triggerer"], "--queues") == DEFAULT_QUEUE
+    for host, queue in WORKER_QUEUES.items():
+        worker, triggerer = services[f"worker-{host}"], services[f"triggerer-{host}"]
+        assert option(worker, "--queues") == f"{queue},{DEFAULT_QUEUE}" and option(triggerer, "--queues") == queue
+        assert worker["hostname"] == triggerer["hostname"] == host
+        assert triggerer["pid"] == f"service:worker-{host}"  # LocalBackend's trigger sees the worker's pids
+        assert f"{host}-disk:/opt/airflow/host-disk" in worker["volumes"] == triggerer["volumes"]
     env = services["scheduler"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor" and env["AIRFLOW__TRIGGERER__QUEUES_ENABLED"] == "true"
     # secrets come from the environment, never from the file
-    assert env["AIRFLOW__CORE__FERNET_KEY"].startswith("${") and env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${")
+    for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
+        assert env[key].startswith("${"), key

@@ -99,7 +99,8 @@ def test_gloo_plan_env_per_rank(src):
     assert plan.env_of(node0, rendezvous) == {
         "PYTHONUNBUFFERED": "1", "HOROVOD_GLOO_IFACE": "eth0", "NCCL_SOCKET_IFNAME": "eth0",
         "AIRFLOW_TF_JOB_ID": "j", "AIRFLOW_TF_NODE_INDEX": "0", "AIRFLOW_TF_NODE_COUNT": "2",
-        "AIRFLOW_TF_WORLD_SIZE": "4",
+        "AIRFLOW_TF_WORLD_SIZE": "4", "AIRFLOW_TF_AUTOLOG": "1",
+        "TF_USE_LEGACY_KERAS": "1",  # keras_version "auto": Keras 2 for every Horovod process
     }
 
 
@@ -161,7 +162,8 @@ def test_mpi_plan_runs_mpirun_on_node_0_only(src):
     # mpirun is no rank: mpirun -x hands the job marker on; the ranks get their numbers from MPI.
     assert plan.env_of(node0, mpirun) == {
         "PYTHONUNBUFFERED": "1", "AIRFLOW_TF_JOB_ID": "j", "AIRFLOW_TF_NODE_INDEX": "0",
-        "AIRFLOW_TF_NODE_COUNT": "2", "AIRFLOW_TF_WORLD_SIZE": "2",
+        "AIRFLOW_TF_NODE_COUNT": "2", "AIRFLOW_TF_WORLD_SIZE": "2", "AIRFLOW_TF_AUTOLOG": "1",
+        "TF_USE_LEGACY_KERAS": "1",  # handed on to every rank (hvd_mpirun exports it)
     }
 
 

@@ -552,3 +552,28 @@ def test_rerun_launch_rule_reattach_healthy_same_attempt_else_stop_then_start(ba
     assert reattach(backend, later) is None
     assert backend.stop_job(plan.job_id, 1, grace_s=2) == []
     no_job_pids(plan.job_id)
+
+
+def test_a_planned_port_taken_before_the_node_starts_fails_it_clearly(backend, jobs, tmp_path):
+    import socket
+
+    from airflow_tf.runtime import node_files
+
+    squatter = socket.socket()
+    squatter.bind(("", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    try:
+        (tmp_path / "train.py").write_text("print('should not run')\n")
+        spec = TrainingSpec(source_directory=str(tmp_path), entry_script="train.py", node_count=2)
+        plan = plan_tensorflow_job(spec, job_id=f"lb-port-{uuid.uuid4().hex[:8]}", hosts=["127.0.0.1"] * 2,
+                                   free_ports={"127.0.0.1": [taken, *backend.free_ports("127.0.0.1", 1)]})
+        assert plan.nodes[0].ports == [taken]
+        jobs.started[plan.job_id] = 2
+        handle = backend.start(plan.launch(0, {}), str(tmp_path))
+        state = wait_ended(backend, handle)
+        assert state["exit_code"] == node_files.PORTS_TAKEN
+        log = full_log(handle)
+        assert f"port(s) [{taken}] planned for this node are already in use" in log and "should not run" not in log
+    finally:
+        squatter.close()

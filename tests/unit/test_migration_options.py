@@ -106,8 +106,9 @@ def test_estimator_builds_the_group_its_distributed_backend_names(src):
 def test_estimator_images_shm_and_inputs_go_to_the_backend(src, tmp_path):
     data = tmp_path / "mnist"
     data.mkdir()
-    group = build(src, TensorFlow, backend=DockerBackend(image="base:1", docker_urls=["unix:///nonexistent.sock"]), custom_docker_image="mine:2",
-                  shm_size="2g", inputs={"mnist": str(data)}, environment_variables={"A": "1"})
+    docker = DockerBackend(image="base:1", docker_urls=["unix:///nonexistent.sock"])
+    group = build(src, TensorFlow, backend=docker, custom_docker_image="mine:2", shm_size="2g",
+                  inputs={"mnist": str(data)}, environment_variables={"A": "1"})
     assert group.backend.image == "mine:2" and group.backend.shm_size == "2g"
     assert group.backend.mounts == [f"{data}:/mnt/inputs/mnist:ro"]
     assert group.launch_task.partial_kwargs["environment_variables"] == {
@@ -117,9 +118,10 @@ def test_estimator_images_shm_and_inputs_go_to_the_backend(src, tmp_path):
 
 
 def test_estimator_resume_from_passes_through_or_says_not_yet(src):
+    import inspect
+
     from airflow_tf.azureml import _spec_has
 
-    import inspect
     accepted = "resume_from" in inspect.signature(TensorFlowTrainOperator.__init__).parameters or _spec_has(
         TensorFlowTrainOperator, "resume_from")
     if accepted:  # the restarts issue landed: the value reaches the group
@@ -141,7 +143,8 @@ def test_keras_version_sets_tf_use_legacy_keras_per_strategy(src):
     assert _node_env(src, ["h0", "h1"], keras_version="3")["TF_USE_LEGACY_KERAS"] == "0"
     assert _node_env(src, ["h0"], keras_version=2)["TF_USE_LEGACY_KERAS"] == "1"
     # auto leaves the user's explicit choice in place
-    assert _node_env(src, ["h0", "h1"], environment_variables={"TF_USE_LEGACY_KERAS": "0"})["TF_USE_LEGACY_KERAS"] == "0"
+    user = {"TF_USE_LEGACY_KERAS": "0"}
+    assert _node_env(src, ["h0", "h1"], environment_variables=user)["TF_USE_LEGACY_KERAS"] == "0"
     assert _node_env(src, ["h0"])["AIRFLOW_TF_AUTOLOG"] == "1"
     assert _node_env(src, ["h0"], autolog=False)["AIRFLOW_TF_AUTOLOG"] == "0"
 

@@ -191,6 +191,7 @@ def test_single_process_plan(source_dir):
         "AIRFLOW_TF_LOCAL_RANK": "0",
         "AIRFLOW_TF_WORLD_SIZE": "1",
         "AIRFLOW_TF_IS_CHIEF": "1",
+        "AIRFLOW_TF_AUTOLOG": "1",  # Keras fit records itself (no TF_USE_LEGACY_KERAS: one process)
         "CUDA_VISIBLE_DEVICES": "",
     }
 

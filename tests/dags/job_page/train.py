@@ -4,6 +4,7 @@ TensorBoard directory and saves a small 'model' file. No TensorFlow: the page, n
 
 import argparse
 import os
+import socket
 import time
 
 from airflow_tf.runtime import node_files, training
@@ -13,6 +14,31 @@ parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--seconds", type=float, default=1.0)
 args = parser.parse_args()
 rank = training.rank()
+
+
+def gang_barrier(timeout: float = 300.0) -> None:
+    """Start together, as a real multi-worker job does (its collectives wait for every worker):
+    listen on this task's TF_CONFIG port, then wait until every other worker's port answers."""
+    config = training.tf_config()
+    workers = config["cluster"]["worker"]
+    own = workers[config["task"]["index"]]
+    server = socket.create_server(("", int(own.rpartition(":")[2])))
+    server.listen(len(workers))
+    deadline = time.monotonic() + timeout
+    for address in workers:
+        host, _, port = address.rpartition(":")
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"worker {address} never came up")
+                time.sleep(0.2)
+    gang_barrier.server = server  # kept open: a peer still checking must find it
+
+
+gang_barrier()
 if training.is_chief():
     training.tensorboard_dir()
 for epoch in range(1, args.epochs + 1):

@@ -109,3 +109,16 @@ with DAG(dag_id="atfd_ssh_sleep", schedule=None, catchup=False):
         poll_interval=0.5,
     )
     sleep.launch_task.queue = "host_a"
+
+# The smallest check of the deployment itself: one task on each worker host's queue.
+with DAG(dag_id="atfd_hello", schedule=None, catchup=False):
+
+    @task(queue="host_a")
+    def on_a() -> str:
+        return socket.gethostname()
+
+    @task(queue="host_b")
+    def on_b() -> str:
+        return socket.gethostname()
+
+    on_a() >> on_b()
