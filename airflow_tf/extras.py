@@ -33,6 +33,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mlflow": ("mlflow", ("mlflow",)),
     "tuning": ("Optuna", ("optuna",)),
     "tensorflow": ("TensorFlow", ("tensorflow-cpu", "tensorboard")),
+    "conda": ("py-rattler (conda_packages on nodes without conda / mamba / micromamba)", ("py-rattler",)),
 }
 
 

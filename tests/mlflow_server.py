@@ -49,9 +49,9 @@ class MlflowServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def api(self, path: str, **query) -> dict:
+    def api(self, endpoint: str, **query) -> dict:
         """GET one of the server's REST endpoints (``runs/search`` is a POST: see search_runs)."""
-        url = f"{self.uri}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
+        url = f"{self.uri}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
         with urllib.request.urlopen(url, timeout=30) as response:
             return json.load(response)
 

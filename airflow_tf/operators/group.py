@@ -150,6 +150,9 @@ class TrainingTaskGroup(TaskGroup):
             backend = LocalBackend()
         if not isinstance(backend, Backend):
             raise SpecError(f"backend must be an airflow_tf Backend (LocalBackend(), ...), got {backend!r}")
+        if output_setting and type(backend).output_files is Backend.output_files:
+            raise SpecError(f"output_uri: {type(backend).__name__} cannot read a job's outputs to copy them; "
+                            "let the training script write them to the target itself")
         # Registered with the DAG only once valid: a failed construction leaves no half group.
         super().__init__(group_id=task_id, **group_kwargs)
         self.backend = backend

@@ -39,7 +39,8 @@ def pinning_problems(tasks: dict[str, str], default_queue: str, queues_enabled: 
     problems = []
     queues = set(tasks.values())
     if len(queues) > 1:
-        problems.append("its tasks are on different queues (" + ", ".join(f"{t}: {q!r}" for t, q in tasks.items()) + ")")
+        listed = ", ".join(f"{task}: {queue!r}" for task, queue in tasks.items())
+        problems.append(f"its tasks are on different queues ({listed})")
     elif queues == {default_queue}:
         problems.append(f"its tasks are on the default queue {default_queue!r}, which any worker may serve")
     if not queues_enabled:

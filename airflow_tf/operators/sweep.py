@@ -47,6 +47,9 @@ from airflow_tf.operators.options import caller_folder, check_seconds, resolve_s
 from airflow_tf.operators.sweep_controller import SweepControllerOperator, SweepStudyOperator, SweepTeardownOperator
 from airflow_tf.operators.tensorflow import TensorFlowTrainOperator
 
+# The controller's steps are at least this far apart: sooner, an open Airflow 3.3 scheduler race
+# can fail a task resumed right after it deferred (apache/airflow#72716; triggers/sweep_watch.py).
+DEFAULT_DECISION_INTERVAL_S = 10.0
 # The training groups' own options a sweep uses (the rest of a trial's job are spec fields).
 GROUP_ONLY = frozenset({"backend", "poll_interval", "model_asset"})
 
@@ -96,6 +99,9 @@ class HyperparameterSweep(TaskGroup):
     :param max_concurrent_runs: trials running at once (each is a whole training job).
     :param max_duration_minutes: the sweep's wall clock; running trials are stopped past it.
     :param operator: the training group class whose job each trial is (TensorFlowTrainOperator).
+    :param decision_interval: seconds, at least, between two controller steps (default 10):
+        how soon a finished trial's slot is refilled or a bad trial is judged. Shorter is safe
+        under ``dag.test()``; on a scheduler it works around apache/airflow#72716.
     :param study_storage: an Optuna storage URL (default: a SQLite file in the sweep's directory
         on the worker; give a shared database when controller retries may land on another worker).
     Other keywords are the training job's (``source_directory``, ``entry_script``, ``node_count``,
@@ -110,7 +116,7 @@ class HyperparameterSweep(TaskGroup):
                  max_total_runs: int | None = None, max_concurrent_runs: int = 1,
                  max_duration_minutes: float = DEFAULT_MAX_DURATION_MINUTES,
                  operator: type[TrainingTaskGroup] = TensorFlowTrainOperator, study_storage: str | None = None,
-                 **options: Any):
+                 decision_interval: float = DEFAULT_DECISION_INTERVAL_S, **options: Any):
         legacy = _legacy(options)
         given = {"hyperparameter_sampling": hyperparameter_sampling, "primary_metric_name": primary_metric_name}
         for name, value in legacy.items():
@@ -147,8 +153,10 @@ class HyperparameterSweep(TaskGroup):
         spec_fields = {k: v for k, v in options.items() if k in spec_names}
         spec_fields["source_directory"] = resolve_source_directory(spec_fields["source_directory"], caller_folder())
         spec_class.validate_fields(spec_fields)
-        for name in ("poll_interval",):
-            check_seconds(name, options.get(name), "None: [airflow_tf] poll_interval")
+        check_seconds("poll_interval", options.get("poll_interval"), "None: [airflow_tf] poll_interval")
+        if decision_interval is None:
+            raise SpecError("decision_interval must be a number of seconds > 0, got None")
+        check_seconds("decision_interval", decision_interval, f"default {DEFAULT_DECISION_INTERVAL_S:g}")
         backend = options.get("backend") or LocalBackend()
         if not isinstance(backend, Backend):
             raise SpecError(f"backend must be an airflow_tf Backend (LocalBackend(), ...), got {backend!r}")
@@ -160,7 +168,8 @@ class HyperparameterSweep(TaskGroup):
             study = SweepStudyOperator(task_id="study", **common)
             controller = SweepControllerOperator(
                 task_id="controller", strategy=operator.strategy, spec_fields=spec_fields,
-                poll_interval=options.get("poll_interval"), model_asset=_as_asset(options.get("model_asset")),
+                poll_interval=options.get("poll_interval"), decision_interval=decision_interval,
+                model_asset=_as_asset(options.get("model_asset")),
                 **common)
             teardown = SweepTeardownOperator(task_id="teardown", controller_task_id=controller.task_id, **common)
             study >> controller >> teardown

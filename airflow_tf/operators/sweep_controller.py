@@ -91,13 +91,15 @@ class SweepControllerOperator(SweepMixin, BaseOperator):
 
     def __init__(self, *, settings: dict[str, Any], strategy: str, spec_fields: dict[str, Any],
                  backend: dict[str, Any], job_name: str, poll_interval: float | None = None,
-                 study_storage: str | None = None, model_asset: Any = None, **kwargs):
+                 decision_interval: float = 10.0, study_storage: str | None = None, model_asset: Any = None,
+                 **kwargs):
         if model_asset is not None:
             kwargs["outlets"] = [*kwargs.get("outlets", []), model_asset]
         super().__init__(**kwargs)
         self.settings, self.strategy, self.spec_fields = settings, strategy, spec_fields
         self.backend, self.job_name, self.poll_interval = backend, job_name, poll_interval
         self.study_storage, self.model_asset = study_storage, model_asset
+        self.decision_interval = decision_interval
 
     def execute(self, context):
         return self._step(context)
@@ -144,7 +146,7 @@ class SweepControllerOperator(SweepMixin, BaseOperator):
                 trigger=SweepTrigger(backend=self.backend, trials=trials, deadline=deadline,
                                      watch_metrics=settings.policy.kind is not PolicyKind.NONE,
                                      poll_interval=self.poll_interval or config.poll_interval(),
-                                     stop_grace_s=config.stop_grace_seconds()),
+                                     stop_grace_s=config.stop_grace_seconds(), min_wait_s=self.decision_interval),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=max(deadline - time.time(), 0) + 600),
             )

@@ -13,6 +13,8 @@ wrappers (``'Variable' object has no attribute 'ref'``). Pass the backing variab
 
 ``horovod.tensorflow.keras`` needs tf_keras (``TF_USE_LEGACY_KERAS=1`` before TensorFlow is
 imported) and its module-level ``K`` pointed at ``tf_keras.backend``: use ``legacy_keras()``.
+Scripts run by airflow-tf's node runtime need neither: ``runtime.keras_compat`` does both as
+import hooks (and so does ``python -m airflow_tf.runtime.user_script SCRIPT`` under horovodrun).
 """
 
 from __future__ import annotations
@@ -48,9 +50,13 @@ def legacy_keras():
     """
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise RuntimeError("set TF_USE_LEGACY_KERAS=1 before importing TensorFlow to use horovod.tensorflow.keras")
+    import horovod._keras.callbacks as hvd_impl  # noqa: PLC0415
     import horovod.tensorflow.keras as hvd  # noqa: PLC0415
     import horovod.tensorflow.keras.callbacks as hvd_callbacks  # noqa: PLC0415
     import tf_keras  # noqa: PLC0415
 
+    from airflow_tf.runtime.keras_compat import skip_constant_momentum  # noqa: PLC0415
+
     hvd.K = hvd_callbacks.K = tf_keras.backend
+    skip_constant_momentum(hvd_impl)  # tf_keras optimizers' momentum is a float, not a variable
     return hvd

@@ -5,6 +5,12 @@ a trial's node ended (a slot is free, or the trial failed), a trial wrote a new 
 metrics record (an epoch the early-termination policy may judge), or the sweep's deadline
 passed. The controller then reads the news itself through the same backend methods, tells
 Optuna, starts the next trials and defers again.
+
+It never fires sooner than ``min_wait_s`` after it started (news waits, and piles up): a trigger
+that fires within seconds of the deferral hits an open Airflow 3.3 scheduler race, where the
+executor's stale "success" for the deferring process arrives after the resumed attempt is
+already running and the scheduler fails the task (apache/airflow#72716, #71580). The sweep's
+``decision_interval`` sets it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ class SweepTrigger(BaseTrigger):
 
     def __init__(self, backend: dict[str, Any], trials: list[dict[str, Any]], deadline: float,
                  watch_metrics: bool = True, poll_interval: float = 1.0, error_budget_s: float = 60.0,
-                 stop_grace_s: float = 10.0):
+                 stop_grace_s: float = 10.0, min_wait_s: float = 0.0):
         super().__init__()
         self.backend = backend
         self.trials = trials
@@ -38,12 +44,14 @@ class SweepTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.error_budget_s = error_budget_s
         self.stop_grace_s = stop_grace_s
+        self.min_wait_s = min_wait_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", {
             "backend": self.backend, "trials": self.trials, "deadline": self.deadline,
             "watch_metrics": self.watch_metrics, "poll_interval": self.poll_interval,
             "error_budget_s": self.error_budget_s, "stop_grace_s": self.stop_grace_s,
+            "min_wait_s": self.min_wait_s,
         })
 
     def _news(self, backend: Backend) -> list[str]:
@@ -62,6 +70,7 @@ class SweepTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = Backend.deserialize(self.backend)
         budget = ErrorBudget(self.error_budget_s)
+        started = time.monotonic()
         while True:
             try:
                 news = await asyncio.to_thread(self._news, backend)
@@ -73,7 +82,7 @@ class SweepTrigger(BaseTrigger):
                     return
                 self.log.warning("could not read the running trials (%s); polling on", describe(exc))
                 news = []
-            if news:
+            if news and time.monotonic() - started >= self.min_wait_s:
                 yield TriggerEvent({"news": news})
                 return
             if time.time() >= self.deadline:

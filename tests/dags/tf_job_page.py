@@ -16,4 +16,6 @@ with DAG(dag_id="tf_job_page", schedule=None, catchup=False,
         script_params={"--epochs": "{{ params.epochs }}", "--seconds": "{{ params.seconds }}"},
         node_count=3,
         poll_interval=0.5,
+        # The test creates the Variable; every rank prints its value, which the page must mask.
+        secret_environment_variables={"JOB_PAGE_TOKEN": "var:job_page_token"},
     )

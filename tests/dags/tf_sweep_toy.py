@@ -18,7 +18,8 @@ TOY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweep_toy")
 # Where each trial's process writes its own start/end times (the concurrency test reads them).
 STAMPS = os.path.join(os.environ.get("AIRFLOW_HOME", "/tmp"), "sweep-stamps")
 XY = {"--x": uniform(-2.0, 2.0), "--y": uniform(-2.0, 2.0)}
-COMMON = {"source_directory": TOY, "entry_script": "objective.py", "poll_interval": 0.2}
+# dag.test() runs triggers inline: no scheduler race to keep the controller's steps apart for.
+COMMON = {"source_directory": TOY, "entry_script": "objective.py", "poll_interval": 0.2, "decision_interval": 0.2}
 
 with DAG(dag_id="tf_sweep_bayes", schedule=None, catchup=False):
     # TPE: 3 random start-up trials, then 5 chosen from the finished trials' results.
@@ -34,7 +35,7 @@ with DAG(dag_id="tf_sweep_median", schedule=None, catchup=False):
         task_id="sweep", hyperparameter_sampling=GridParameterSampling({"--bad": choice(0.0, 0.01, 0.02, 5.0)}, seed=4),
         policy=MedianStoppingPolicy(evaluation_interval=1, delay_evaluation=1),
         primary_metric_name="loss", primary_metric_goal="minimize", max_concurrent_runs=2,
-        script_params={"--epochs": 8, "--epoch-seconds": 0.3, "--stamps": STAMPS}, **COMMON)
+        script_params={"--epochs": 12, "--epoch-seconds": 0.25, "--stamps": STAMPS}, **COMMON)
 
 with DAG(dag_id="tf_sweep_resume", schedule=None, catchup=False):
     # Killed mid-way by the test and run again: the study goes on.
@@ -48,3 +49,12 @@ with DAG(dag_id="tf_sweep_no_metric", schedule=None, catchup=False):
     HyperparameterSweep(
         task_id="sweep", hyperparameter_sampling=RandomParameterSampling(XY, seed=0),
         primary_metric_name="accuracy", max_total_runs=3, script_params={"--epochs": 1}, **COMMON)
+
+with DAG(dag_id="tf_sweep_scheduler", schedule=None, catchup=False):
+    # For a real scheduler + triggerer (tests/e2e): the default decision_interval (10 s), epochs
+    # long enough that the bad trial is judged and stopped well before its end.
+    HyperparameterSweep(
+        task_id="sweep", hyperparameter_sampling=GridParameterSampling({"--bad": choice(0.0, 0.01, 5.0)}, seed=4),
+        policy=MedianStoppingPolicy(evaluation_interval=1, delay_evaluation=1),
+        primary_metric_name="loss", primary_metric_goal="minimize", max_concurrent_runs=2,
+        source_directory=TOY, entry_script="objective.py", script_params={"--epochs": 25, "--epoch-seconds": 1.0})

@@ -147,7 +147,8 @@ class Deployment:
         sftp = self.hosts.connection(self.hosts.names.index(GPU_HOSTS[0]))
         env["AIRFLOW_CONN_ATFD_SFTP"] = json.dumps({
             "conn_type": "sftp", "host": sftp["host"], "port": 22, "login": "root",
-            "extra": {"key_file": self.hosts.client_key, "host_key": sftp["extra"]["host_key"], "no_host_key_check": "false"},
+            "extra": {"key_file": self.hosts.client_key, "host_key": sftp["extra"]["host_key"],
+                      "no_host_key_check": "false"},
         })
         return env
 
@@ -264,8 +265,8 @@ class Deployment:
         def ready() -> bool:
             if self.procs[("control", "redis")].poll() is not None:
                 raise DeploymentError("redis-server exited")
-            out = subprocess.run(self.hosts.enter("control") + ["redis-cli", "-h", self.control, "-p",
-                                                                str(REDIS_PORT), "ping"], capture_output=True, text=True)
+            argv = ["redis-cli", "-h", self.control, "-p", str(REDIS_PORT), "ping"]
+            out = subprocess.run(self.hosts.enter("control") + argv, capture_output=True, text=True)
             return out.stdout.strip() == "PONG"
 
         wait_until(ready, 30, 0.2, what="Redis to answer")

@@ -102,7 +102,8 @@ class Hosts(SSHHosts):
         deadline = time.monotonic() + 10
         while not self._keeper_ready(keeper):
             if keeper.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"host {name} did not start: {keeper.stderr.read().decode() if keeper.stderr else ''}")
+                why = keeper.stderr.read().decode() if keeper.stderr else ""
+                raise RuntimeError(f"host {name} did not start: {why}")
             time.sleep(0.05)
 
     @staticmethod

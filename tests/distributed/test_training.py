@@ -11,6 +11,7 @@ import pytest
 from tests.distributed.conftest import record
 from tests.distributed.runs import (
     failure_logs,
+    full_log,
     hosts,
     job_id,
     job_processes,
@@ -48,7 +49,8 @@ def trigger_hosts(deployment, dag_id: str, run_id: str) -> dict[str, list[str]]:
 
 
 def triggered_on(deployment, dag_id: str, run_id: str) -> list[str]:
-    return sorted(h for h, names in trigger_hosts(deployment, dag_id, run_id).items() if any("trigger" in n for n in names))
+    found = trigger_hosts(deployment, dag_id, run_id)
+    return sorted(host for host, names in found.items() if any("trigger" in name for name in names))
 
 
 def test_mwms_on_two_remote_docker_daemons_outputs_to_sftp(deployment):
@@ -64,7 +66,8 @@ def test_mwms_on_two_remote_docker_daemons_outputs_to_sftp(deployment):
     assert where["train.launch[0]"] == where["train.launch[1]"] == "host-a"
     assert where["train.wait"] == "host-b" and where["onnx"] == "host-b" and where["where"] == "host-a"
     job = job_id("atfd_docker_mwms", run_id)
-    assert triggered_on(deployment, "atfd_docker_mwms", run_id) == ["host-b"], trigger_hosts(deployment, "atfd_docker_mwms", run_id)
+    assert triggered_on(deployment, "atfd_docker_mwms", run_id) == ["host-b"], \
+        trigger_hosts(deployment, "atfd_docker_mwms", run_id)
     # One node per daemon, both through TLS; nothing left on either after the teardown.
     plan = xcom(api, "atfd_docker_mwms", run_id, "train.plan")
     assert sorted(node["host"] for node in plan) == sorted(d.address for d in deployment.daemons.values())
@@ -84,10 +87,12 @@ def test_mwms_on_two_remote_docker_daemons_outputs_to_sftp(deployment):
     assert onnx["onnx_path"] == f"sftp://atfd_sftp@{sftp_root}/model.onnx"
     assert os.path.getsize(os.path.join(sftp_root, "model.onnx")) > 0
     found = xcom(api, "atfd_docker_mwms", run_id, "where")
-    assert found["hostname"] == "host-a" and found["zip"] and found["size"] == os.path.getsize(f"{sftp_root}/model.keras")
+    assert found["hostname"] == "host-a" and found["zip"]
+    assert found["size"] == os.path.getsize(f"{sftp_root}/model.keras")
     # The model Asset event points at the copy.
     events = api.request("GET", "/api/v2/assets/events?limit=50&order_by=-timestamp")["asset_events"]
-    event = next(e for e in events if e["uri"] == "airflow-tf://models/atfd-docker-mwms" and e["extra"].get("job_id") == job)
+    event = next(e for e in events
+                 if e["uri"] == "airflow-tf://models/atfd-docker-mwms" and e["extra"].get("job_id") == job)
     assert event["extra"]["model_path"] == results["model_path"]
 
 
@@ -100,7 +105,8 @@ def test_local_backend_pinned_to_one_host(deployment):
            seconds_between(run["queued_at"], tis[("train.teardown", -1)]["end_date"]))
     assert set(group_hosts(tis).values()) == {"host-b"}, group_hosts(tis)
     job = job_id("atfd_local_pinned", run_id)
-    assert triggered_on(deployment, "atfd_local_pinned", run_id) == ["host-b"], trigger_hosts(deployment, "atfd_local_pinned", run_id)
+    assert triggered_on(deployment, "atfd_local_pinned", run_id) == ["host-b"], \
+        trigger_hosts(deployment, "atfd_local_pinned", run_id)
     # The job directory is on host-b's own disk only; host-a read the model from the shared path.
     jobs = os.path.join(deployment.disk, "jobs")
     assert os.path.isdir(deployment.hosts.disk_path("host-b", os.path.join(jobs, job)))
@@ -117,7 +123,7 @@ def test_local_backend_not_pinned_is_refused_before_any_node(deployment):
     assert run["state"] == "failed"
     assert states(tis)["train.plan"] == "failed"
     assert tis[("train.launch", -1)]["state"] == "upstream_failed"
-    log = api.task_log("atfd_local_unpinned", run_id, "train.plan")
+    log = full_log(api, "atfd_local_unpinned", run_id, "train.plan")
     assert "default queue 'default'" in log and "airflow triggerer --queues" in log and "SSHBackend" in log
     job = job_id("atfd_local_unpinned", run_id)
     for host in ("host-a", "host-b"):
@@ -125,16 +131,32 @@ def test_local_backend_not_pinned_is_refused_before_any_node(deployment):
     assert job_processes(job) == []
 
 
-@pytest.mark.parametrize("dag_id", ["atfd_ssh_ps", "atfd_ssh_horovod"])
-def test_ssh_strategies(deployment, dag_id):
+def test_ps_and_horovod_gloo_on_ssh_hosts(deployment):
+    """The seed's parameter-server example and Horovod over Gloo, both across the two ssh hosts
+    (run at the same time: they share nothing but the hosts)."""
     api = deployment.api
-    run_id, run, tis = run_to_end(api, dag_id, timeout=300)
-    assert run["state"] == "success", failure_logs(api, dag_id, run_id, tis)
-    record(f"{dag_id}_hosts", hosts(tis))
-    assert set(group_hosts(tis).values()) <= {"host-a", "host-b"}
-    plan = xcom(api, dag_id, run_id, "train.plan")
-    assert sorted({node["host"] for node in plan}) == sorted(deployment.hosts.address(g) for g in ("gpu-0", "gpu-1"))
-    assert job_processes(job_id(dag_id, run_id)) == []
+    runs = {}
+    for dag_id in ("atfd_ssh_ps", "atfd_ssh_horovod"):
+        api.wait_for_dag(dag_id)
+        runs[dag_id] = api.trigger(dag_id)
+    for dag_id, run_id in runs.items():
+        wait_until(lambda: api.run_state(dag_id, run_id) in ("success", "failed"), 300, 1, what=f"{dag_id} to end")
+    gpu_hosts = sorted(deployment.hosts.address(g) for g in ("gpu-0", "gpu-1"))
+    for dag_id, run_id in runs.items():
+        tis = api.task_instances(dag_id, run_id)
+        assert api.run_state(dag_id, run_id) == "success", failure_logs(api, dag_id, run_id, tis)
+        record(f"{dag_id}_hosts", hosts(tis))
+        assert set(group_hosts(tis).values()) <= {"host-a", "host-b"}
+        plan = xcom(api, dag_id, run_id, "train.plan")
+        assert sorted({node["host"] for node in plan}) == gpu_hosts
+        assert job_processes(job_id(dag_id, run_id)) == []
+    # Horovod's chief outputs, read from gpu-0 over SFTP, are on the shared path.
+    job = job_id("atfd_ssh_horovod", runs["atfd_ssh_horovod"])
+    results = xcom(api, "atfd_ssh_horovod", runs["atfd_ssh_horovod"], "train.wait")
+    assert results["model_path"] == f"file://{deployment.shared}/models/{job}/model.keras"
+    assert results["node_model_path"].startswith(f"ssh://{deployment.hosts.address('gpu-0')}/")
+    with open(os.path.join(deployment.shared, "models", job, "model.keras"), "rb") as f:
+        assert f.read(4) == b"PK\x03\x04"  # a .keras file is a zip
 
 
 def start_sleeping_job(api, seconds: int):

@@ -5,6 +5,7 @@
 One run of a 3-node job of sleeping ranks (tests/dags/tf_job_page.py): the page is checked while
 the nodes run, then the same page, refreshing by itself, after the job ended."""
 
+import json
 import os
 import urllib.error
 import urllib.parse
@@ -17,6 +18,7 @@ from tests.e2e.server import wait_until
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "tf_job_page"
+SECRET = "job-page-secret-4711"  # the Variable behind the DAG's secret_environment_variables
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (requirements/apt.txt); Playwright downloads nothing
 
 
@@ -61,11 +63,18 @@ def _rows(page) -> list[dict]:
 def test_job_page_names_and_links_in_a_real_browser(airflow_server, browser):
     server = airflow_server
     server.wait_for_dag(DAG_ID)
+    try:
+        server.request("POST", "/api/v2/variables", {"key": "job_page_token", "value": SECRET})
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 409, exc  # made by an earlier test of this session
     run_id = server.trigger(DAG_ID, {"epochs": 20, "seconds": 1.0})
     page_path = f"/airflow-tf/jobs/{DAG_ID}/{urllib.parse.quote(run_id, safe='')}"
 
     def node_states():
-        data = server.request("GET", page_path.replace("/jobs/", "/api/jobs/") + "?group=train")
+        try:
+            data = server.request("GET", page_path.replace("/jobs/", "/api/jobs/") + "?group=train")
+        except (urllib.error.URLError, TimeoutError) as exc:  # a loaded machine: ask again
+            return f"no answer: {exc}"
         return [node["state"] for job in data["jobs"] for node in job["nodes"]]
 
     # The ranks start together (a barrier on their TF_CONFIG ports), then train for 20 s.
@@ -85,16 +94,24 @@ def test_job_page_names_and_links_in_a_real_browser(airflow_server, browser):
     assert page.get_attribute("body", "data-state") == "running"
     page.wait_for_function("[...document.querySelectorAll('details.tail pre')].every(p => p.textContent.includes("
                            "'epoch'))", timeout=30_000)
-    tf_configs = page.eval_on_selector_all("details.env pre", "pres => pres.map(p => p.textContent)")
-    assert any('TF_CONFIG={"cluster": {"worker": [' in text and '"index": 2' in text for text in tf_configs)
+    # Each node's generated TF_CONFIG, as its rank got it.
+    envs = page.eval_on_selector_all("details.env pre", "pres => pres.map(p => p.textContent)")
+    configs = [json.loads(line.partition("=")[2]) for text in envs for line in text.splitlines()
+               if line.startswith("TF_CONFIG=")]
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+    assert all(len(c["cluster"]["worker"]) == 3 and c["cluster"] == configs[0]["cluster"] for c in configs)
 
     # The same page, left open, refreshes until the job has ended; then it stops.
-    page.wait_for_function("document.body.dataset.state === 'ended'", timeout=90_000)
+    page.wait_for_function("document.body.dataset.state === 'ended'", timeout=240_000)
     rows = _rows(page)
     assert [(r["role"], r["host"], r["state"], r["exit"]) for r in rows] == [
         (f"worker {i}", "127.0.0.1", "exited", "0") for i in range(3)]
     assert all(r["duration"].endswith(" s") for r in rows)
     assert int(page.get_attribute("body", "data-refreshes")) > 2
+    # The secret every rank printed last is masked on the page, as in the task log.
+    tails = page.eval_on_selector_all("details.tail pre", "pres => pres.map(p => p.textContent)")
+    assert all(f"rank {i}: token is ***" in tails[i] for i in range(3)), tails
+    assert SECRET not in page.content()
     # The chief's metrics as curves: one chart per metric, a point per epoch.
     assert page.eval_on_selector_all("svg.chart", "charts => charts.map(c => c.dataset.metric)") == ["accuracy", "loss"]
     assert page.eval_on_selector_all("svg.chart[data-metric=loss] circle", "points => points.length") == 20

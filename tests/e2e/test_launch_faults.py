@@ -40,7 +40,7 @@ def test_a_launch_task_killed_after_its_node_started_is_retried_and_reattaches(a
     handles, installing = {}, {}
     for node in (0, 1):
         path = os.path.join(job_dir, f"node-{node}", "handle.json")
-        wait_until(lambda: os.path.exists(path), 120, what=f"node {node} to start")
+        wait_until(lambda: os.path.exists(path), 240, what=f"node {node} to start")
         handles[node] = json.load(open(path))
         task_pid = int(procfs.stat_fields(handles[node]["pid"])[1])  # the launcher's parent: the launch task
         log = open(os.path.join(handles[node]["node_dir"], "node.log")).read()
@@ -61,8 +61,15 @@ def test_a_launch_task_killed_after_its_node_started_is_retried_and_reattaches(a
             both_up.append(time.monotonic() - killed_at)
         time.sleep(0.3)
 
-    assert state == "success"
     tis = airflow_server.task_instances(dag_id, run_id)
+    if state != "success":
+        summary = {key: (ti["state"], ti["try_number"]) for key, ti in tis.items()}
+        logs = {task: airflow_server.task_log(dag_id, run_id, task, tis[(task, -1)]["try_number"])[-3000:]
+                for task in ("train.plan", "train.wait") if (task, -1) in tis}
+        logs.update({f"launch {n}": airflow_server.task_log(dag_id, run_id, "train.launch",
+                                                          tis[("train.launch", n)]["try_number"], map_index=n)[-3000:]
+                     for n in (0, 1) if ("train.launch", n) in tis})
+        raise AssertionError(f"run {state}: {summary}\n" + "\n".join(f"--- {k}:\n{v}" for k, v in logs.items()))
     for node in (0, 1):
         ti = tis[("train.launch", node)]
         assert (ti["state"], ti["try_number"]) == ("success", 2)

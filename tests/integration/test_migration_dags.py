@@ -21,7 +21,6 @@ def run_dag(dag_id: str, capfd):
     dag = load_dag(DAGS, dag_id)
     run = dag.test()
     output = capfd.readouterr().out
-    open(f"/tmp/h18/{dag_id}.out", "w").write(output)  # DEBUG-H18
     results = xcom(dag_id, run.run_id, "train.wait")
     return dag, run, output, results
 

@@ -83,7 +83,7 @@ def test_median_stopping_stops_the_bad_trial_and_two_run_at_most(airflow_db):
     bad = by_bad[5.0]
     assert bad.number >= 2, "precondition: the bad trial starts after a trial has finished"
     assert bad.state.name == "PRUNED" and bad.user_attrs["outcome"] == "terminated"
-    assert len(bad.user_attrs["history"]) < 8  # fewer epochs logged than its budget
+    assert len(bad.user_attrs["history"]) < 12  # fewer epochs logged than its budget
     assert by_bad[0.0].state.name == "COMPLETE" and result["best_params"] == {"--bad": 0.0}
     assert result["terminated_early"] >= 1
     assert left_running(study) == {}

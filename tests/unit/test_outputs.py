@@ -58,3 +58,13 @@ def test_copy_through_the_backend_and_results_point_at_the_copy(tmp_path):
         assert f.read() == b"\x00model" * 1000
     assert json.load(open(f"{tmp_path}/shared/job-1/metrics.json"))["metrics"] == {"loss": 0.5}
     assert not os.path.exists(f"{tmp_path}/shared/job-1/link")
+
+
+def test_a_backend_that_cannot_read_outputs_is_refused_at_parse():
+    from airflow.sdk import DAG
+
+    from airflow_tf import KubernetesBackend
+
+    with DAG("outputs_k8s", schedule=None), pytest.raises(SpecError, match="output_uri: KubernetesBackend"):
+        TensorFlowTrainOperator(task_id="t", source_directory=SOURCE, entry_script="train.py",
+                                backend=KubernetesBackend(image="x"), output_uri="s3://bucket/models")

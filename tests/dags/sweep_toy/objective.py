@@ -23,6 +23,7 @@ args = parser.parse_args()
 
 stamp = os.path.join(args.stamps, f"{os.getpid()}.txt") if args.stamps else None
 if stamp:
+    os.makedirs(args.stamps, exist_ok=True)
     with open(stamp, "w") as f:
         f.write(f"{time.time()}\n")
 base = (args.x - 0.3) ** 2 + (args.y + 0.2) ** 2 + args.bad

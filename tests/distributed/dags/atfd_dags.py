@@ -92,12 +92,13 @@ with DAG(dag_id="atfd_ssh_ps", schedule=None, catchup=False):
         parameter_server_count=1, server_mode="runtime", backend=ssh(), poll_interval=0.5,
     )
 
-# Horovod over Gloo across the two ssh hosts.
+# Horovod over Gloo across the two ssh hosts; the chief's outputs are read over SFTP and copied
+# to the shared path.
 with DAG(dag_id="atfd_ssh_horovod", schedule=None, catchup=False):
     HorovodTrainOperator(
         task_id="train", source_directory=os.path.join(REPO, "dags", "horovod_example"), entry_script="train_tf2.py",
         script_params={"--epochs": 1, "--steps-per-epoch": 10}, node_count=2, distributed_backend="gloo",
-        backend=ssh(), poll_interval=0.5,
+        backend=ssh(), poll_interval=0.5, output_uri=f"file://{SHARED}/models",
     )
 
 # Sleeping ranks on the ssh hosts, launched from host-a; the wait on the default queue.
