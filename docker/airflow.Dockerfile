@@ -9,5 +9,6 @@ COPY --chown=airflow:0 airflow_tf /opt/airflow-tf/airflow_tf
 # GPU image (train-gpu.Dockerfile) through DockerBackend or on SSH GPU hosts.
 # Versions: the ones the test suite ran with (requirements/*.txt resolved on 2026-11-26).
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" "apache-airflow-providers-docker==4.6.1" \
-      "apache-airflow-providers-ssh==7.0.1" "apache-airflow-providers-celery==3.26.0" "matplotlib==3.11.2" \
-      "onnxruntime==1.32.0" /opt/airflow-tf
+      "apache-airflow-providers-ssh==7.0.1" "apache-airflow-providers-celery==3.26.0" "celery==5.6.3" \
+      "psycopg2-binary==2.9.13" "psycopg[binary]==3.3.9" "asyncpg==0.32.0" "apache-airflow-providers-sftp==7.0.0" \
+      "sshfs==2026.8.0" "matplotlib==3.11.2" "onnxruntime==1.32.0" /opt/airflow-tf

@@ -33,6 +33,8 @@ class MlflowServer:
              "--artifacts-destination", os.path.join(self.root, "artifacts"), "--serve-artifacts",
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            # No job runner (7 huey consumer processes for MLflow's server-side jobs): tracking only.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
         try:
             wait_until(self._healthy, timeout, what=f"mlflow server (log: {self.root}/server.log)")

@@ -67,7 +67,7 @@ def check_single_host(plan_task: Any, backend_name: str) -> None:
     raise AirflowFailException(
         f"{backend_name} runs the nodes of {group.group_id!r} on the worker that launches them, but {executor} "
         f"may run its launch, wait and teardown on different machines: {'; '.join(problems)}. Pin the group to "
-        "one host: give it a queue that only that host's workers serve (default_args={'queue': 'gpu_host_1'}), "
+        "one host: give it a queue that only that host's workers serve (queue='gpu_host_1' on the group), "
         "set [triggerer] queues_enabled = True and run a triggerer on that host with "
         "`airflow triggerer --queues gpu_host_1`; or run the nodes on other machines with SSHBackend, "
         "DockerBackend or KubernetesBackend, which any worker and triggerer can reach (docs/deployment.md)."

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from airflow_tf.operators.nodes import CLUSTER_XCOM_KEY, PAGE_XCOM_KEY, PLAN_XCOM_KEY
+from airflow_tf.operators.nodes import ATTEMPT_XCOM_KEY, CLUSTER_XCOM_KEY, PAGE_XCOM_KEY, PLAN_XCOM_KEY
 from airflow_tf.operators.secrets import redact
 from airflow_tf.runtime import node_files
 from airflow_tf.runtime.rank_env import process_env
@@ -142,6 +142,10 @@ def job_snapshot(session, dag_id: str, run_id: str, group: str, *, tail_lines: i
                _xcoms(session, dag_id, run_id, [launch_task], "return_value").items() if isinstance(value, dict)}
     results = _xcoms(session, dag_id, run_id, [wait_task], "return_value").get((wait_task, -1))
     page = _xcoms(session, dag_id, run_id, [wait_task], PAGE_XCOM_KEY).get((wait_task, -1)) or {}
+    # After a job-level restart (max_restarts) the wait started new nodes: those are the ones to show.
+    attempt = _xcoms(session, dag_id, run_id, [wait_task], ATTEMPT_XCOM_KEY).get((wait_task, -1)) or {}
+    if attempt.get("handles"):
+        handles = {h["node_index"]: h for h in attempt["handles"] if isinstance(h, dict)}
     tis = _task_instances(session, dag_id, run_id, group)
     wait_state = _state_name(tis.get((wait_task, -1)))
     backend = None
@@ -185,7 +189,7 @@ def job_snapshot(session, dag_id: str, run_id: str, group: str, *, tail_lines: i
     return {
         "dag_id": dag_id, "run_id": run_id, "group": group, "job_id": plan["job_id"], "strategy": plan["strategy"],
         "success_rule": plan["success_rule"], "world_size": plan["cluster"]["world_size"],
-        "state": wait_state or "planned", "finished": wait_state in TERMINAL,
+        "state": wait_state or "planned", "finished": wait_state in TERMINAL, "attempt": attempt.get("attempt", 1),
         "nodes": nodes, "history": history, "history_source": history_source,
         "results": {k: v for k, v in (results or {}).items() if k not in ("history", "nodes")} or None,
         "read_at": now,

@@ -145,7 +145,7 @@ function results(job) {
 function jobSection(job) {
   const section = el("section", {"class": "job", "data-group": job.group, "data-state": job.state});
   section.append(el("h2", {}, `${job.group}: ${job.strategy}, world size ${job.world_size}`));
-  section.append(el("div", {"class": "meta"}, `job ${job.job_id} · wait task ${job.state}` +
+  section.append(el("div", {"class": "meta"}, `job ${job.job_id} · attempt ${job.attempt} · wait task ${job.state}` +
                     ` · success rule ${job.success_rule}`));
   const table = el("table", {"class": "nodes"}, el("thead", {}, el("tr", {},
     ...["node", "role", "host", "state", "exit code", "duration", "try", "launch task"].map(t => el("th", {}, t)))));

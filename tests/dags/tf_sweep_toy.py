@@ -57,4 +57,4 @@ with DAG(dag_id="tf_sweep_scheduler", schedule=None, catchup=False):
         task_id="sweep", hyperparameter_sampling=GridParameterSampling({"--bad": choice(0.0, 0.01, 5.0)}, seed=4),
         policy=MedianStoppingPolicy(evaluation_interval=1, delay_evaluation=1),
         primary_metric_name="loss", primary_metric_goal="minimize", max_concurrent_runs=2,
-        source_directory=TOY, entry_script="objective.py", script_params={"--epochs": 25, "--epoch-seconds": 1.0})
+        source_directory=TOY, entry_script="objective.py", script_params={"--epochs": 30, "--epoch-seconds": 1.0})

@@ -15,6 +15,8 @@ import time
 import urllib.error
 import urllib.request
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -60,7 +62,12 @@ class AirflowServer:
             # standalone starts its components as `airflow ...`: the venv's bin must be on PATH.
             "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
             "AIRFLOW_HOME": home,
+            # The repository on every component's path: a fault-injecting backend (tests/faults.py)
+            # is rebuilt from its classpath in the task runners and in the triggerer.
+            "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Per-job packages cached in this home: a fresh server installs them for real.
+            "AIRFLOW__AIRFLOW_TF__PACKAGE_CACHE": os.path.join(home, "package-cache"),
             "AIRFLOW__CORE__DAGS_FOLDER": next(iter(bundles.values())),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([
                 {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": path}}

@@ -78,7 +78,11 @@ def test_job_page_names_and_links_in_a_real_browser(airflow_server, browser):
         return [node["state"] for job in data["jobs"] for node in job["nodes"]]
 
     # The ranks start together (a barrier on their TF_CONFIG ports), then train for 20 s.
-    wait_until(lambda: node_states() == ["running"] * 3, 240, 0.5, what="the three nodes to run")
+    try:
+        wait_until(lambda: node_states() == ["running"] * 3, 300, 0.5, what="the three nodes to run")
+    except AssertionError as exc:
+        tis = {f"{k[0]}[{k[1]}]": v["state"] for k, v in server.task_instances(DAG_ID, run_id).items()}
+        raise AssertionError(f"{exc}: nodes {node_states()}, tasks {tis}") from None
     context, page = _page(browser, server, server.token)
 
     # While it runs: every node with its role and host, running, its last log lines.

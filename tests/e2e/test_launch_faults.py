@@ -48,6 +48,8 @@ def test_a_launch_task_killed_after_its_node_started_is_retried_and_reattaches(a
         os.kill(task_pid, signal.SIGKILL)
     killed_at = time.monotonic()
     print(f"killed both launch tasks; nodes still installing pip_packages then: {installing}")
+    # The kill landed while the nodes installed pip_packages (the server's package cache is fresh).
+    assert all(installing.values()), installing
 
     both_up = []
     deadline = time.monotonic() + 180

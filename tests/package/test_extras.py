@@ -17,7 +17,7 @@ from airflow_tf.cluster.errors import SpecError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # What scripts/setup.sh installs into .venv (the others are declared only).
-SETUP_EXTRAS = {"docker", "ssh", "celery", "sftp", "plots", "onnx", "tensorflow", "tuning", "conda", "test"}
+SETUP_EXTRAS = {"docker", "ssh", "celery", "sftp", "plots", "onnx", "mlflow", "tensorflow", "tuning", "conda", "test"}
 
 
 def setup_cfg() -> configparser.ConfigParser:

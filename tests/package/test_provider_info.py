@@ -136,7 +136,7 @@ def test_airflow_cli_shows_the_full_provider_info_without_warnings(tmp_path):
 
 def test_extra_links_are_the_wait_tasks_and_importable():
     from airflow.sdk import BaseOperatorLink
-    from airflow.utils.module_loading import import_string
+    from airflow.sdk.module_loading import import_string
 
     from airflow_tf.operators.links import LINK_CLASSES
     from airflow_tf.operators.nodes import WaitForTrainingJobOperator

@@ -32,8 +32,9 @@ def test_single_machine_executor_needs_nothing(monkeypatch):
     check_single_host(group().plan_task, "LocalBackend")
 
 
-def test_pinned_group_passes(celery):
-    check_single_host(group(default_args={"queue": "gpu_host_1"}).plan_task, "LocalBackend")
+@pytest.mark.parametrize("pin", [{"queue": "gpu_host_1"}, {"default_args": {"queue": "gpu_host_1"}}])
+def test_pinned_group_passes(celery, pin):
+    check_single_host(group(**pin).plan_task, "LocalBackend")
 
 
 @pytest.mark.parametrize("case, expected", [
