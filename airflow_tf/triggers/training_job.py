@@ -41,7 +41,7 @@ class TrainingJobTrigger(BaseTrigger):
         handles: list[dict[str, Any]],
         success_rule: str,
         poll_interval: float = 1.0,
-        tail_lines: int = 30,
+        tail_lines: int = 50,  # a peer's shutdown traceback (~35 lines) must not hide the failing rank's line
         stop_grace_s: float = 10.0,
         metrics_files: list[list[str]] | None = None,
         secret_references: dict[str, str] | None = None,

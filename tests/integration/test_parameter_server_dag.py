@@ -54,7 +54,7 @@ def kill_mid_training(dag_id: str, role: str, rank: int, *, after_epochs: int = 
             with open(metrics) as f:
                 if sum(1 for _ in f) < after_epochs:
                     continue
-            job_id = os.path.basename(os.path.dirname(os.path.dirname(metrics)))
+            job_id = metrics.split(os.sep)[-4]  # <job>/node-0/try-<k>/metrics-rank0.jsonl
             for pid in job_pids(job_id):
                 try:
                     with open(f"/proc/{pid}/environ", "rb") as f:
