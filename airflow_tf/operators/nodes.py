@@ -21,6 +21,8 @@ from airflow_tf.cluster.registry import PLANNERS, JobKind
 from airflow_tf.cluster.spec import check_environment
 from airflow_tf.operators.links import RESULT_LINKS
 from airflow_tf.operators.placement import check_single_host
+from airflow_tf.operators.restarts import current_tries, reattach
+from airflow_tf.operators.resume import with_resume
 from airflow_tf.operators.secrets import mask, resolve
 from airflow_tf.results.progress import metrics_files
 from airflow_tf.runtime import node_files
@@ -113,44 +115,6 @@ class PlanTrainingJobOperator(MasksEnvironment, BaseOperator):
         context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=data)
         context["ti"].xcom_push(key=CLUSTER_XCOM_KEY, value=data["cluster"])
         return data["nodes"]
-
-
-def with_resume(plan, path: str, backend: Backend):
-    """The plan with ``resume_from`` in every node's environment; a path on this machine is
-    checked now, when the nodes see this machine's files (LocalBackend); else each launcher
-    checks it before any rank starts."""
-    import dataclasses
-
-    from airflow_tf.backends.local import LocalBackend
-    from airflow_tf.operators.resume import RESUME_VAR, check_exists
-
-    if isinstance(backend, LocalBackend):
-        check_exists(path)
-    nodes = [dataclasses.replace(node, env={**node.env, RESUME_VAR: path}) for node in plan.nodes]
-    return dataclasses.replace(plan, nodes=nodes)
-
-
-def current_tries(backend: Backend, handles: list[dict[str, Any]], log) -> list[dict[str, Any]]:
-    """Each node's latest try: the launches' handles, unless a restart (an earlier try of this
-    wait task) started newer ones: a retried wait must watch the attempt that runs now."""
-    try:
-        found = [backend.find_node(h["job_id"], h["node_index"]) for h in handles]
-    except Exception as exc:  # noqa: BLE001 - the launches' handles are still right unless a restart happened
-        log.warning("could not look up the nodes' current tries (%s); watching the launched ones", exc)
-        return handles
-    return [new if new and int(new.get("attempt", 1)) > int(old.get("attempt", 1)) else old
-            for old, new in zip(handles, found)]
-
-
-def reattach(backend: Backend, launch: NodeLaunch) -> dict[str, Any] | None:
-    """The rule for a re-run launch (docs/reliability.md): the node's latest try still healthy and
-    running this job attempt -> its handle (never a duplicate); anything else is left to
-    ``Backend.start``, which stops what earlier tries left before the new try starts."""
-    node = launch.node
-    current = backend.find_node(node.job_id, node.node_index)
-    if current is None or int(current.get("attempt", 1)) != launch.attempt:
-        return None
-    return current if backend.poll(current)["running"] else None
 
 
 class LaunchNodeOperator(MasksEnvironment, BaseOperator):
@@ -334,7 +298,7 @@ class WaitForTrainingJobOperator(MasksEnvironment, BaseOperator):
                  job_started_at: float | None, earlier: list[dict[str, Any]]) -> None:
         """Stop the failed attempt, start the next one from the same plan, and defer again."""
         from airflow_tf.operators.restarts import restart_job
-        from airflow_tf.results.progress import read_all_records
+        from airflow_tf.results.progress import newest, read_all_records
         from airflow_tf.triggers.training_job import CHIEF_METRICS, HISTORY_READ_CHUNK
 
         plan = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
@@ -350,8 +314,6 @@ class WaitForTrainingJobOperator(MasksEnvironment, BaseOperator):
         except Exception as exc:  # noqa: BLE001 - the restart matters more than the old curve
             self.log.warning("could not read attempt %d's metrics: %s", attempt, exc)
             history = []
-        from airflow_tf.results.progress import newest
-
         earlier = [*earlier, {"attempt": attempt, "failed_node": event["failed_node"], "exit_code": event["exit_code"],
                               "epochs_logged": len(history), "history": newest(history)}]
         new = restart_job(

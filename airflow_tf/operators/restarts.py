@@ -10,6 +10,9 @@ node once more through the backend -> starts every node from the same plan with
 ``NodeLaunch.attempt`` + 1 (each node's next try directory / container; the job directory and its
 ``outputs/``, where checkpoints live, stay) -> defers again. Like Kubeflow's ``backoffLimit`` with
 its ExitCode restart policy, and Ray Train's ``FailureConfig(max_failures)``.
+
+Also here: which try of a node is the current one, for a re-run launch (``reattach``) and a
+re-run wait (``current_tries``).
 """
 
 from __future__ import annotations
@@ -98,3 +101,26 @@ def restart_job(backend: Backend, plan: Mapping[str, Any], handles: list[Handle]
             backend.stop(handle, grace_s)
         raise errors[0]
     return sorted(started, key=lambda h: h["node_index"])
+
+
+def current_tries(backend: Backend, handles: list[dict[str, Any]], log) -> list[dict[str, Any]]:
+    """Each node's latest try: the launches' handles, unless a restart (an earlier try of this
+    wait task) started newer ones: a retried wait must watch the attempt that runs now."""
+    try:
+        found = [backend.find_node(h["job_id"], h["node_index"]) for h in handles]
+    except Exception as exc:  # noqa: BLE001 - the launches' handles are still right unless a restart happened
+        log.warning("could not look up the nodes' current tries (%s); watching the launched ones", exc)
+        return handles
+    return [new if new and int(new.get("attempt", 1)) > int(old.get("attempt", 1)) else old
+            for old, new in zip(handles, found)]
+
+
+def reattach(backend: Backend, launch: NodeLaunch) -> dict[str, Any] | None:
+    """The rule for a re-run launch (docs/reliability.md): the node's latest try still healthy and
+    running this job attempt -> its handle (never a duplicate); anything else is left to
+    ``Backend.start``, which stops what earlier tries left before the new try starts."""
+    node = launch.node
+    current = backend.find_node(node.job_id, node.node_index)
+    if current is None or int(current.get("attempt", 1)) != launch.attempt:
+        return None
+    return current if backend.poll(current)["running"] else None

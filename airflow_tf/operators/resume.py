@@ -42,3 +42,17 @@ def check_exists(path: str) -> str:
         raise SpecError(f"resume_from {path!r} does not exist: give an earlier run's outputs directory "
                         "(results['output_dir']) or its model file")
     return path
+
+
+def with_resume(plan, path: str, backend: Backend):
+    """The plan with ``resume_from`` in every node's environment; a path on this machine is
+    checked now, when the nodes see this machine's files (LocalBackend); else each launcher
+    checks it before any rank starts."""
+    import dataclasses
+
+    from airflow_tf.backends.local import LocalBackend
+
+    if isinstance(backend, LocalBackend):
+        check_exists(path)
+    nodes = [dataclasses.replace(node, env={**node.env, RESUME_VAR: path}) for node in plan.nodes]
+    return dataclasses.replace(plan, nodes=nodes)

@@ -8,7 +8,7 @@ A group is four kinds of task (plan -> launch[n] -> wait -> teardown); an argume
   ``owner``, ``email*``): every task — a queue pins the whole job's tasks to one set of workers.
 - ``retries`` / ``retry_delay`` / ``retry_exponential_backoff`` / ``max_retry_delay``: every task.
   They retry the *task*, never the job: a re-run launch re-attaches to its running node
-  (``nodes.reattach``), a re-run wait resumes watching, and a training failure fails the wait
+  (``restarts.reattach``), a re-run wait resumes watching, and a training failure fails the wait
   without a retry (restarting the job is ``max_restarts``, owned by the wait task).
 - ``execution_timeout``: plan and launch (each takes seconds). The job's own limits are
   ``timeout`` (the wait) and ``max_run_duration_seconds`` (the job's wall clock).

@@ -184,7 +184,7 @@ def test_node_files_and_outputs(backend, jobs, tmp_path, dockerd):
 
 
 def test_a_retried_launch_stops_the_earlier_try_keeps_its_log_and_reattaches(backend, jobs, dockerd):
-    from airflow_tf.operators.nodes import reattach
+    from airflow_tf.operators.restarts import reattach
 
     job_id, (first,), plan = jobs(LONG_TRAIN, nodes=1)
     wait_until(lambda: "step 0" in log_of(backend, first), what="the first try running")

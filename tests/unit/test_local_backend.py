@@ -523,7 +523,7 @@ def test_rerun_launch_rule_reattach_healthy_same_attempt_else_stop_then_start(ba
     """docs/reliability.md, "a re-run launch": the rule ``LaunchNodeOperator`` applies."""
     import dataclasses
 
-    from airflow_tf.operators.nodes import reattach
+    from airflow_tf.operators.restarts import reattach
 
     plan = jobs.plan(SLEEPER)
     launch = plan.launch(0, {})
