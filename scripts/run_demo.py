@@ -39,8 +39,8 @@ def main() -> int:
     print(f"metrics:      {json.dumps(results['metrics'])}")
     print(f"curves:       {results.get('curves_png')}")
     print(f"tensorboard:  {results.get('tensorboard_dir')}")
-    print(f"metrics file: {os.path.join(job_dir, 'node-0', 'metrics-rank0.jsonl')}")
-    print(f"node logs:    {os.path.join(job_dir, 'node-*', 'node.log')}")
+    print(f"metrics file: {os.path.join(job_dir, 'node-0', 'try-1', 'metrics-rank0.jsonl')}")
+    print(f"node logs:    {os.path.join(job_dir, 'node-*', 'try-*', 'node.log')}")
     print(f"airflow logs: {os.path.join(os.environ['AIRFLOW_HOME'], 'logs')}")
     return 0
 
