@@ -123,6 +123,12 @@ class Backend(abc.ABC):
         (a single-host backend's files on another machine) must never look like a node that died."""
         return None
 
+    def exit_descriptor(self, handle: Handle) -> int | None:
+        """A file descriptor that becomes readable when the node's launcher exits, owned (and
+        closed) by the caller; None: this backend has none and the trigger hears of the exit at
+        its next poll. Only a wake-up hint: the outcome is still read by ``poll``."""
+        return None
+
     @abc.abstractmethod
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
         """Stop the node and everything it started; a no-op when it already ended. Its state,

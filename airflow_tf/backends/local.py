@@ -240,6 +240,22 @@ class LocalBackend(node_io.NodeDirectoryFiles, Backend):
             return f"node {handle['node_index']}'s directory {handle['node_dir']} is not on {where}; {how}"
         return None
 
+    def exit_descriptor(self, handle: Handle) -> int | None:
+        """A pidfd of the node's launcher (Linux >= 5.3): the trigger wakes the instant it exits
+        instead of at its next poll, so a finished job is not held for up to poll_interval."""
+        if handle.get("machine", machine_id()) != machine_id() or not hasattr(os, "pidfd_open"):
+            return None
+        try:
+            fd = os.pidfd_open(handle["pid"])
+        except OSError:  # already gone (the next poll reads its exit), or pidfds not allowed here
+            return None
+        # The pidfd is of whatever has that pid now: keep it only if that is still the launcher
+        # (and not its zombie: the poll already reads that exit).
+        if not procfs.is_alive(handle["pid"], handle["start_ticks"]):
+            os.close(fd)
+            return None
+        return fd
+
     def stop(self, handle: Handle, grace_s: float = 10.0) -> None:
         node_ops.stop_node(handle["pid"], handle["start_ticks"], handle["job_id"], handle["node_index"], grace_s)
 

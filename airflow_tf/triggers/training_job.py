@@ -26,6 +26,7 @@ from airflow_tf.operators.secrets import redact, resolve
 from airflow_tf.results.progress import newest, read_all_records
 from airflow_tf.runtime import node_files
 from airflow_tf.triggers.job_watch import ErrorBudget, JobWatch, NodeNews, describe, failed_nodes, known_states
+from airflow_tf.triggers.node_exits import NodeExits
 
 CHIEF_METRICS = node_files.metrics_file(0)
 DEFAULT_ERROR_BUDGET_S = 60.0
@@ -188,6 +189,18 @@ class TrainingJobTrigger(BaseTrigger):
         if problems:
             yield self._cannot_see(problems)
             return
+        # A node's exit ends the pause between two polls at once (LocalBackend: a pidfd), so a
+        # finished job is reported without waiting for the next poll.
+        exits = await asyncio.to_thread(NodeExits.open, backend, self.handles)
+        try:
+            async for event in self._watch(backend, exits):
+                yield event
+                return
+        finally:
+            exits.close()
+
+    async def _watch(self, backend: Backend, exits: NodeExits) -> AsyncIterator[TriggerEvent]:
+        """Poll every node until the job's outcome is known; yields exactly one event."""
         watch = JobWatch(backend, self.handles, self.metrics_files)
         budget = ErrorBudget(self.error_budget_s)
         while True:
@@ -255,7 +268,7 @@ class TrainingJobTrigger(BaseTrigger):
                 await self._drain(watch)
                 yield self._over_time_event()
                 return
-            await asyncio.sleep(self.poll_interval)
+            await exits.pause(self.poll_interval)
 
     def _watch_problems(self, backend: Backend, indexes) -> list[str]:
         problems = []

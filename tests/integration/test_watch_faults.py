@@ -155,3 +155,54 @@ def test_nodes_out_of_sight_fail_clearly_and_nothing_is_stopped(local_job):
     wait = WaitForTrainingJobOperator(task_id="w", handles=[], backend=backend.serialize(), plan_task_id="p")
     with pytest.raises(AirflowFailException, match="cannot see its node"):
         wait.execute_complete({}, event)
+
+
+# -- node exits heard by event, not at the next poll ---------------------------------------------
+
+def test_a_node_exit_wakes_the_trigger_without_waiting_for_its_next_poll(local_job):
+    """poll_interval is an hour: the job is reported only because each launcher's exit (its
+    pidfd) ends the trigger's pause. Without that the wait below runs out and the test fails."""
+    backend, start = local_job
+    plan, handles, files = start(2, {"--lines": 10, "--interval": 0.1, "--epochs": 1})
+    trigger = TrainingJobTrigger(backend=backend.serialize(), job_id=plan.job_id, handles=handles,
+                                 success_rule=plan.success_rule, poll_interval=3600, metrics_files=files)
+    event = asyncio.run(asyncio.wait_for(first_event(trigger), 120))
+    assert event["status"] == "success", event
+    assert [n["exit_code"] for n in event["nodes"]] == [0, 0]
+
+
+def test_a_failed_node_wakes_the_trigger_and_its_peer_is_stopped(local_job):
+    backend, start = local_job
+    # Node 0 runs until a file that never appears; node 1 has no --until-file: both print 5 lines,
+    # then node 1 is killed by this test, so its launcher exits (137-style) while node 0 still runs.
+    plan, handles, files = start(2, {"--lines": 5, "--interval": 0.1, "--until-file": "/nonexistent/never"})
+    wait_until(lambda: all(backend.poll(h)["running"] for h in handles), 30, what="both nodes running")
+    trigger = TrainingJobTrigger(backend=backend.serialize(), job_id=plan.job_id, handles=handles,
+                                 success_rule=plan.success_rule, poll_interval=3600, metrics_files=files,
+                                 stop_grace_s=2)
+
+    async def kill_node_1_then_wait():
+        task = asyncio.create_task(first_event(trigger))
+        await asyncio.sleep(0.5)  # the trigger's first poll has seen both running, it now pauses
+        assert not task.done()
+        backend.stop(handles[1], grace_s=0)
+        return await asyncio.wait_for(task, 120)
+
+    event = asyncio.run(kill_node_1_then_wait())
+    assert event["status"] == "failed" and event["failed_node"] == 1, event
+    assert not backend.poll(handles[0])["running"]  # its healthy peer was stopped by the trigger
+    assert job_pids(plan.job_id) == []
+
+
+def test_exit_descriptors_only_for_the_launcher_itself(local_job):
+    """A pid reused by another process, or a pid of another machine, gets no descriptor: the
+    trigger must never wake on (or hold) a stranger's exit."""
+    backend, start = local_job
+    plan, handles, files = start(1, {"--lines": 1, "--until-file": "/nonexistent/never"})
+    fd = backend.exit_descriptor(handles[0])
+    assert fd is not None
+    os.close(fd)
+    assert backend.exit_descriptor({**handles[0], "start_ticks": handles[0]["start_ticks"] + 1}) is None
+    assert backend.exit_descriptor({**handles[0], "machine": "another-boot/pid:[1]"}) is None
+    backend.stop(handles[0], grace_s=2)
+    assert backend.exit_descriptor(handles[0]) is None  # gone: the poll reads its exit
