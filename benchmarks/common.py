@@ -20,8 +20,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT = os.path.join(REPO, "docs", "benchmarks.md")
-SECTIONS = ("parse_cost", "job_overhead", "parameter_server", "horovod", "worker_slots", "docker", "ssh", "plan_size",
-            "trigger_cost")  # order in the report
+SECTIONS = ("parse_cost", "throughput", "orchestration", "job_overhead", "parameter_server", "horovod", "worker_slots",
+            "celery_overhead", "docker",
+            "ssh", "plan_size", "trigger_cost", "fan_out")  # order in the report
 LOAD_AT_START = os.getloadavg()  # this module is imported when a benchmark starts
 # Every process a benchmark starts inherits this marker, so CPU used by anything else on the
 # machine during a measurement can be told apart (see ForeignCpu).

@@ -53,7 +53,9 @@ def _newer(timestamp: str | None, monotonic_then: float) -> bool:
 
 
 class AirflowServer:
-    def __init__(self, home: str, bundles: dict[str, str]):
+    def __init__(self, home: str, bundles: dict[str, str], env: dict[str, str] | None = None):
+        """``env``: extra settings (``AIRFLOW__SECTION__KEY``) over the defaults below, e.g. a
+        benchmark's ``[core] parallelism``; the defaults are what the tests run with."""
         self.home = home
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -88,6 +90,7 @@ class AirflowServer:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         }
+        self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
         self.replacements: list[subprocess.Popen] = []  # triggerers started by restart_triggerer
         self.token: str | None = None

@@ -1,0 +1,255 @@
+"""Training throughput: the same ranks and script launched by hand and through the operators.
+
+The script is benchmarks/dags/throughput/synthetic.py (a small CNN on random data; rank 0
+writes the images/s of its timed steps). Baselines, as users launch by hand:
+
+- gloo: ``horovodrun --gloo -np 2 -H localhost:2 python synthetic.py --framework horovod``
+- mpi:  ``horovodrun --mpi -np 2 -H localhost:2 python synthetic.py --framework horovod``
+- mwms: two ``python synthetic.py --framework mwms`` with a hand-written TF_CONFIG each
+
+against benchmarks/dags/bench_throughput.py (HorovodTrainOperator 1 node x 2 processes,
+TensorFlowTrainOperator 2 nodes), (a) under ``dag.test()`` in a fresh process, and (b) on a real
+scheduler (``airflow standalone``, LocalExecutor; the hand runs of (b) run while that server is
+up and idle, so both sides share its background). Rounds alternate hand, operator per mode.
+The throughput ratio is operator / hand of each round's pair; medians and spreads are reported.
+Usage: python benchmarks/throughput.py [--rounds N] [--steps N] [--modes gloo,mpi,mwms]
+       [--where dag_test,scheduler] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO, ForeignCpu, bench_env, command_line, machine_facts, median, wait_for_quiet, write_section  # noqa: E402
+
+SCRIPT = os.path.join(REPO, "benchmarks", "dags", "throughput", "synthetic.py")
+DAG_FILE = os.path.join(REPO, "benchmarks", "dags", "bench_throughput.py")
+HOME = os.path.join(REPO, ".airflow", "bench-throughput")
+MODES = ("gloo", "mpi", "mwms")
+RANK_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # what the operators give distributed ranks
+TIMEOUT_S = 600
+
+
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def rank_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(RANK_ENV)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    return env
+
+
+def read_result(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def by_hand(mode: str, steps: int, workdir: str) -> dict:
+    out = os.path.join(workdir, f"hand-{mode}-{time.time_ns()}.json")
+    args = ["--steps", str(steps), "--out", out]
+    log = open(out + ".log", "w")
+    start = time.perf_counter()
+    if mode in ("gloo", "mpi"):
+        argv = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), f"--{mode}", "-np", "2", "-H", "localhost:2",
+                sys.executable, SCRIPT, "--framework", "horovod", *args]
+        code = subprocess.run(argv, env=rank_env(), cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                              timeout=TIMEOUT_S).returncode
+        codes = [code]
+    else:
+        ports = free_ports(2)
+        workers = [f"127.0.0.1:{p}" for p in ports]
+        procs = []
+        for i in range(2):
+            env = {**rank_env(), "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})}
+            procs.append(subprocess.Popen([sys.executable, SCRIPT, "--framework", "mwms", *args], env=env, cwd=workdir,
+                                          stdout=log, stderr=subprocess.STDOUT))
+        codes = [p.wait(TIMEOUT_S) for p in procs]
+    wall = time.perf_counter() - start
+    if any(codes) or not os.path.exists(out):
+        raise RuntimeError(f"hand {mode} failed ({codes}); log {out}.log")
+    return {**read_result(out), "wall_s": wall}
+
+
+# -- (a) dag.test() in a fresh process ------------------------------------------------------------
+CHILD = """
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+dag = DagBag(dag_folder=sys.argv[1]).get_dag(sys.argv[2])
+run = dag.test(run_conf={"out": sys.argv[3], "steps": int(sys.argv[4])})
+print("DAG_TEST_STATE", run.state)
+"""
+
+
+def dag_test(mode: str, steps: int, workdir: str, env: dict) -> dict:
+    out = os.path.join(workdir, f"dagtest-{mode}-{time.time_ns()}.json")
+    start = time.perf_counter()
+    with open(out + ".log", "w") as log:
+        code = subprocess.run([sys.executable, "-c", CHILD, DAG_FILE, f"bench_tp_{mode}", out, str(steps)], env=env,
+                              cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=TIMEOUT_S).returncode
+    wall = time.perf_counter() - start
+    if code or not os.path.exists(out):
+        raise RuntimeError(f"dag.test() of bench_tp_{mode} failed ({code}); log {out}.log")
+    return {**read_result(out), "wall_s": wall}
+
+
+# -- (b) a real scheduler -------------------------------------------------------------------------
+def on_scheduler(server, mode: str, steps: int, workdir: str) -> dict:
+    from orchestration import run_state
+
+    out = os.path.join(workdir, f"sched-{mode}-{time.time_ns()}.json")
+    start = time.perf_counter()
+    run_id = server.trigger(f"bench_tp_{mode}", {"out": out, "steps": steps})
+    state = None
+    while time.perf_counter() - start < TIMEOUT_S:
+        state = run_state(server.home, f"bench_tp_{mode}", run_id)
+        if state in ("success", "failed"):
+            break
+        time.sleep(0.5)
+    if state != "success" or not os.path.exists(out):
+        raise RuntimeError(f"run {run_id} of bench_tp_{mode} ended {state}; see {server.log_path}")
+    return {**read_result(out), "wall_s": time.perf_counter() - start}
+
+
+def measure(label: str, fn, *args) -> dict:
+    quiet = wait_for_quiet()
+    with ForeignCpu() as cpu:
+        result = fn(*args)
+    result.update({"busy_before": quiet, "foreign_s": cpu.foreign_s})
+    print(f"  {label}: {result['images_per_s']:.1f} images/s (run {result['wall_s']:.1f} s, others "
+          f"{cpu.foreign_s:.1f} CPU-s)", flush=True)
+    return result
+
+
+def rounds_for(where: str, modes: list[str], rounds: int, steps: int, workdir: str, env: dict, server=None) -> dict:
+    operator = (lambda mode: dag_test(mode, steps, workdir, env)) if where == "dag_test" else \
+        (lambda mode: on_scheduler(server, mode, steps, workdir))
+    results = {m: {"hand": [], "operator": []} for m in modes}
+    for mode in modes:  # one unrecorded warm-up pair per mode (first imports, caches, DAG versions)
+        by_hand(mode, max(8, steps // 4), workdir)
+        operator(mode)
+    for i in range(rounds):
+        for mode in modes:
+            print(f"[{where}] round {i + 1} {mode}", flush=True)
+            # Alternate which goes first, so a slow drift of the machine favours neither side.
+            order = ("hand", "operator") if i % 2 == 0 else ("operator", "hand")
+            for side in order:
+                fn = (lambda m=mode: by_hand(m, steps, workdir)) if side == "hand" else (lambda m=mode: operator(m))
+                results[mode][side].append(measure(f"{side} {mode}", fn))
+    return results
+
+
+def summarize(where: str, results: dict) -> tuple[list[str], list[str]]:
+    rows, notes = [], []
+    for mode, sides in results.items():
+        hand = [r["images_per_s"] for r in sides["hand"]]
+        op = [r["images_per_s"] for r in sides["operator"]]
+        ratios = [o / h for o, h in zip(op, hand)]
+        rows.append(f"| {where} | {mode} | {len(ratios)} | {median(hand):.1f} ({min(hand):.1f}–{max(hand):.1f}) | "
+                    f"{median(op):.1f} ({min(op):.1f}–{max(op):.1f}) | **{median(ratios):.3f}** "
+                    f"({min(ratios):.3f}–{max(ratios):.3f}) | {median(op) / median(hand):.3f} | "
+                    f"{median([r['foreign_s'] for r in sides['hand']]):.1f} / "
+                    f"{median([r['foreign_s'] for r in sides['operator']]):.1f} |")
+        notes.append(f"- {where}, {mode}: hand " + ", ".join(f"{v:.1f}" for v in hand) + "; operator "
+                     + ", ".join(f"{v:.1f}" for v in op) + "; ratios " + ", ".join(f"{v:.3f}" for v in ratios)
+                     + "; run walls hand / operator (s): " + ", ".join(f"{r['wall_s']:.0f}" for r in sides["hand"])
+                     + " / " + ", ".join(f"{r['wall_s']:.0f}" for r in sides["operator"]))
+    return rows, notes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per run (after 5 warm-up steps)")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--where", default="dag_test,scheduler")
+    parser.add_argument("--quick", action="store_true", help="1 round, gloo only, dag.test() only (a smoke run)")
+    args = parser.parse_args()
+    modes = ["gloo"] if args.quick else [m.strip() for m in args.modes.split(",")]
+    wheres = ["dag_test"] if args.quick else [w.strip() for w in args.where.split(",")]
+    rounds = 1 if args.quick else args.rounds
+    workdir = os.path.join(HOME, "runs")  # result files and logs of every run, kept for a look afterwards
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    env = bench_env(HOME)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+    # dag.test() runs only DAGs of a configured bundle: benchmarks/dags is this one's.
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.dirname(DAG_FILE)
+    env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps([{
+        "name": "bench", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+        "kwargs": {"path": os.path.dirname(DAG_FILE)}}])
+    os.makedirs(HOME, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    busy_before = wait_for_quiet()
+    t_start = time.time()
+    all_rows, all_notes = [], []
+    if True:
+        for where in wheres:
+            if where == "dag_test":
+                results = rounds_for(where, modes, rounds, args.steps, workdir, env)
+            else:
+                sys.path.insert(0, REPO)
+                from tests.e2e.server import AirflowServer
+
+                server = AirflowServer(home=HOME + "-e2e", bundles={"bench": os.path.join(REPO, "benchmarks", "dags")},
+                                       env={"AIRFLOW__CORE__PARALLELISM": "32"})
+                server.start()
+                try:
+                    for mode in modes:
+                        server.wait_for_dag(f"bench_tp_{mode}")
+                    results = rounds_for(where, modes, rounds, args.steps, workdir, env, server)
+                finally:
+                    server.stop()
+            rows, notes = summarize(where, results)
+            all_rows += rows
+            all_notes += notes
+    body = "\n".join([
+        "## Training throughput: operators vs. launching by hand (same ranks, same script, one run)",
+        "",
+        machine_facts(),
+        f"- command: `{command_line()}` ({time.time() - t_start:.0f} s in all); CPU busy before: {busy_before:.0%}",
+        "- script: benchmarks/dags/throughput/synthetic.py, a small CNN (3 conv layers) on random 64x64 images,",
+        f"  batch 32 per rank, 2 ranks on this machine (CPU, tf_keras), 5 warm-up steps, then {args.steps} timed steps;",
+        "  rank 0 reports images/s over the timed steps (start-up is not in it: the job-overhead sections cover that)",
+        "- hand: `horovodrun --gloo|--mpi -np 2 -H localhost:2 python synthetic.py`; MWMS: two processes with a",
+        "  hand-written TF_CONFIG. Operator: HorovodTrainOperator 1 node x 2 processes, TensorFlowTrainOperator",
+        "  2 nodes (benchmarks/dags/bench_throughput.py), LocalBackend, default poll_interval (1 s)",
+        "- dag_test: `dag.test()` in a fresh process (its in-process triggerer included); scheduler: `airflow",
+        "  standalone` (LocalExecutor), the hand runs made while that server was up, so both share its background",
+        f"- {rounds} rounds after one unrecorded warm-up pair per mode; within a round hand and operator alternate",
+        "  which goes first; ratio = operator / hand of the same round",
+        "",
+        "| where | mode | pairs | hand images/s median (min–max) | operator images/s median (min–max) | "
+        "**ratio median** (min–max) | ratio of medians | others' CPU-s hand / operator |",
+        "|---|---|---|---|---|---|---|---|",
+        *all_rows,
+        "",
+        "Raw:",
+        "",
+        *all_notes,
+    ]) + "\n"
+    print(body)
+    write_section("throughput", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
