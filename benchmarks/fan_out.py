@@ -11,7 +11,9 @@ themselves and the wait, teardown and run end follow as they do for a finished j
 Settings, set through the server's environment as a deployment sets them:
 - ``defaults``: Airflow's own ``[core] parallelism`` 32, ``max_active_tasks_per_dag`` 16,
   ``[scheduler] max_tis_per_query`` 16 (the e2e helper's other settings: heartbeats 1 s);
-- ``wide``: WIDE below, what docs/deployment.md recommends for jobs of many nodes.
+- ``sized`` (recommended in docs/deployment.md, "Wide jobs"): 3 launch slots per CPU
+  (``max_active_tasks_per_dag``), ``parallelism`` and ``max_tis_per_query`` not below that;
+- ``wide`` (``--settings`` only): 64 / 64 / 64, more slots than the CPUs can serve.
 
 Per run it reports, from the REST API's task instances and the nodes' own files: plan end ->
 first launch start, -> the last handle's ``started_at`` (the last launcher spawned) and -> the last
@@ -20,7 +22,7 @@ start/end dates); plan end -> wait seen deferred, -> the trigger's first poll (i
 first written); release -> last node exit -> teardown -> run end; memory; the machine's CPU
 seconds per node launched; processes of the job left after the run (target 0).
 
-Usage: python benchmarks/fan_out.py [--quick] [--counts 8,64,256] [--settings defaults,wide]
+Usage: python benchmarks/fan_out.py [--quick] [--counts 8,64,256] [--settings defaults,sized] [--warmup]
 Measures; never asserts. The whole run stays within --budget-s (default 600): a node count whose
 estimated time does not fit is reported as not run.
 """
@@ -33,32 +35,43 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
 import time
-import urllib.error
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, ForeignCpu, command_line, fmt_s, machine_facts, wait_for_quiet, write_section  # noqa: E402
+from common import REPO, ForeignCpu, command_line, fmt_s, wait_for_quiet, write_section  # noqa: E402
 
 sys.path.insert(0, REPO)
 from tests.e2e.server import AirflowServer  # noqa: E402
 from tests.helpers import job_pids  # noqa: E402
+from _fan_out_machine import busy_s, meminfo, mem_used, pss_bytes, stop_server, sweep  # noqa: E402
 
 HOME = os.path.join(REPO, ".airflow", "bench-fanout")
 BENCH_DAGS = os.path.join(REPO, "benchmarks", "dags")
+LAST = os.path.join(REPO, ".airflow", "bench-fanout-last.json")  # the last run's results (HOME is wiped per server)
 JOB_ROOT = os.path.join(HOME, "airflow_tf_jobs")  # LocalBackend's default there: $AIRFLOW_HOME/airflow_tf_jobs
 DAG_ID = "bench_fan_out"
 POLL_S = 0.25  # hold-directory / files sampling; the REST API every second sample
 HOLD_S = 3.0  # every node up for this long before the release
 MEM_FLOOR_GIB = 2.0  # release the nodes early if the machine gets this close to running out
+SLOTS = 3 * len(os.sched_getaffinity(0))  # launch slots that keep the CPUs busy (see recommendation())
+
+
+def _setting(parallelism: int, per_dag: int, per_query: int) -> dict[str, str]:
+    return {"AIRFLOW__CORE__PARALLELISM": str(parallelism), "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(per_dag),
+            "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": str(per_query)}
+
+
 SETTINGS = {
-    "defaults": {"AIRFLOW__CORE__PARALLELISM": "32", "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
-                 "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "16"},
-    "wide": {"AIRFLOW__CORE__PARALLELISM": "64", "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
-             "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "64"},
+    "defaults": _setting(32, 16, 16),  # Airflow's own
+    # Recommended (docs/deployment.md, "Wide jobs"): as many launch slots as keep the CPUs that run
+    # task processes busy, ~3 per CPU (a launch task is ~1.8 s of which ~0.8 CPU-s), and no DAG-run
+    # cap below that; never fewer executor slots than Airflow's default.
+    "sized": _setting(max(32, SLOTS), SLOTS, max(16, SLOTS)),
+    # What raising everything does: every launch task at once, each starting on a share of the CPUs.
+    "wide": _setting(64, 64, 64),
 }
 
 
@@ -66,34 +79,6 @@ def ts(value: str | None) -> float | None:
     if not value:
         return None
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def meminfo() -> dict[str, int]:
-    with open("/proc/meminfo") as f:
-        return {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
-
-
-def mem_used() -> int:
-    info = meminfo()
-    return info["MemTotal"] - info["MemAvailable"]
-
-
-def busy_s() -> float:
-    """CPU seconds the whole machine has been busy since boot (every CPU, idle/iowait excluded)."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:8]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def pss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-    return total
 
 
 def all_task_instances(server: AirflowServer, run_id: str) -> dict[tuple[str, int], dict]:
@@ -232,23 +217,6 @@ def collect(server: AirflowServer, out: dict) -> None:
             pass
 
 
-def sweep(job_ids: list[str], wait_s: float = 15.0) -> int:
-    """After a server stopped: the job processes still alive (released sleepers end within a
-    second); what is left after ``wait_s`` is killed by pid (ours: the job's marker). Returns how
-    many were left."""
-    deadline = time.monotonic() + wait_s
-    left = [pid for job_id in job_ids for pid in job_pids(job_id)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.5)
-        left = [pid for job_id in job_ids for pid in job_pids(job_id)]
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(left)
-
-
 def busy_between(samples: list[tuple[float, float]], a: float, b: float) -> float | None:
     def at(t: float) -> float | None:
         for (t0, v0), (t1, v1) in zip(samples, samples[1:]):
@@ -318,14 +286,25 @@ def analyse(obs: dict) -> dict:
     }
 
 
+def render(saved: dict) -> None:
+    from _fan_out_report import report  # the tables and the limit, from the results
+
+    write_section("fan_out", report(**saved))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 nodes, defaults only (a smoke run)")
     parser.add_argument("--counts", default="8,64,256", help="node counts, comma-separated")
-    parser.add_argument("--settings", default="defaults,wide", help=f"of {', '.join(SETTINGS)}")
+    parser.add_argument("--settings", default="defaults,sized", help=f"comma-separated, of {', '.join(SETTINGS)}")
     parser.add_argument("--warmup", action="store_true", help="a 2-node warm-up run first on each server")
     parser.add_argument("--budget-s", type=float, default=600.0, help="the whole benchmark's wall-time budget")
+    parser.add_argument("--from-json", metavar="PATH", help=f"only write the section from a saved run ({LAST})")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            render(json.load(f))
+        return 0
     counts = [8] if args.quick else sorted(int(c) for c in args.counts.split(","))
     settings = ["defaults"] if args.quick else args.settings.split(",")
     unknown = [s for s in settings if s not in SETTINGS]
@@ -337,6 +316,7 @@ def main() -> int:
     boots: dict[str, float] = {}
     warmups: dict[str, str] = {}
     swept: dict[str, int] = {}  # job processes still alive after each server stopped (then killed)
+    orphans: dict[str, int] = {}  # the server's own processes that outlived its stop (then killed)
     for done, setting in enumerate(settings):
         # Each setting gets an equal share of what is left, so the last one is not starved.
         share_end = time.time() + (args.budget_s - (time.time() - t_start)) / (len(settings) - done)
@@ -370,83 +350,16 @@ def main() -> int:
                 print(f"{setting} {nodes}: {json.dumps({k: v for k, v in row.items() if k != 'notes'}, default=str)}",
                       flush=True)
         finally:
-            server.stop()
+            orphans[setting] = stop_server(server)
             swept[setting] = sweep(job_ids)
     total_s = time.time() - t_start
-    write_section("fan_out", report(settings, results, boots, warmups, swept, busy_before, total_s))
+    saved = {"command": command_line(), "settings": settings, "results": results, "settings_env": SETTINGS,
+             "hold_s": HOLD_S, "boots": boots, "warmups": warmups, "swept": swept, "orphans": orphans, "busy_before": busy_before,
+             "total_s": total_s}
+    with open(LAST, "w") as f:  # a report that fails to render loses no measurement: --from-json
+        json.dump(saved, f)
+    render(saved)
     return 0 if all(r.get("state") == "success" for rows in results.values() for r in rows if "skipped" not in r) else 1
-
-
-def report(settings, results, boots, warmups, swept, busy_before, total_s) -> str:
-    def s(v, digits=1):
-        return fmt_s(v, digits)
-
-    lines = [
-        "## Launch fan-out: plan end -> all nodes up (real scheduler, LocalBackend, sleeping ranks)",
-        "",
-        machine_facts(),
-        f"- command: `{command_line()}` ({total_s:.0f} s in all; CPU busy before it started: {busy_before:.0%})",
-        "- `airflow standalone` (LocalExecutor, SQLite, scheduler/triggerer heartbeats 1 s) in .airflow/bench-fanout via "
-        "tests/e2e/server.py, restarted per setting; DAG bench_fan_out (benchmarks/dags/bench_fan_out.py): one "
-        "TensorFlowTrainOperator step, one sleeping rank per node (no TensorFlow), released "
-        f"{HOLD_S:g} s after every node is up",
-        "- settings: " + "; ".join(f"**{name}** = " + ", ".join(f"`{k.split('__', 1)[1].replace('__', '.').lower()}` {v}"
-                                                                 for k, v in SETTINGS[name].items()) for name in settings)
-        + "; server start -> DAG unpaused: " + ", ".join(f"{n} {boots.get(n, 0):.0f} s" for n in settings)
-        + "; a 2-node warm-up run first on each server (not in the tables): "
-        + (", ".join(f"{n} {w}" for n, w in warmups.items()) or "none (the first run on a server is a cold one: its "
-                                                                  "trigger -> plan end shows it)")
-        + "; job processes alive 15 s after each server stopped: " + ", ".join(f"{n} {c}" for n, c in swept.items()),
-        "- times in seconds after the plan task's end_date (REST API), except where a row says otherwise; \"all started\" = "
-        "the last handle's started_at (its launcher spawned), \"all up\" = the last rank's own start time",
-        "",
-        "| setting | nodes | first launch start | all started | **all up** | launch task median / max | launch tasks at "
-        "once (max) | queued -> running median | CPU-s per node (machine) | trigger -> plan end |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    after = ["", "| setting | nodes | last launch end | wait seen deferred | trigger's first poll | release -> last node "
-             "exit | last exit -> wait end | teardown task | last exit -> run end | trigger -> run end | peak memory "
-             "(GiB, machine) | PSS per node (MiB) | processes left | run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name in settings:
-        for r in results.get(name, []):
-            if "skipped" in r:
-                lines.append("| " + " | ".join([name, str(r["nodes"]), r["skipped"]] + [""] * 7) + " |")
-                continue
-            lines.append(f"| {name} | {r['nodes']} | {s(r['first_launch'])} | {s(r['all_started'])} | **{s(r['all_up'])}** "
-                         f"| {s(r['launch_median'])} / {s(r['launch_max'])} | {r['concurrency']} | {s(r['queued_median'])} "
-                         f"| {s(r['cpu_per_node'], 2)} | {s(r['trigger_to_plan_end'])} |")
-            after.append(f"| {name} | {r['nodes']} | {s(r['last_launch_end'])} | {s(r['deferred'])} | {s(r['first_poll'])} "
-                         f"| {s(r['release_to_exit'])} | {s(r['exit_to_wait_end'])} | {s(r['teardown'])} "
-                         f"| {s(r['exit_to_run_end'])} | {s(r['trigger_to_end'])} | {s(r['mem_peak_gib'], 2)} "
-                         f"| {s(r['pss_node_mib'])} ({r['pids_up']} processes) | **{r['leftover']}** | {r['state']}"
-                         f"{'; ' + '; '.join(r['notes']) if r['notes'] else ''}; others used {r['foreign_s']:.1f} CPU-s "
-                         f"({r['foreign_top']}) |")
-    lines += after
-    lines += ["", recommendation(settings, results)]
-    return "\n".join(lines)
-
-
-def recommendation(settings, results) -> str:
-    """The limit, in this run's numbers: N launch tasks of c CPU-s each on P CPUs take at least
-    N*c/P; with S slots and tasks of d s each at least N*d/S; whichever is larger binds."""
-    cpus = len(os.sched_getaffinity(0))
-    parts = []
-    for name in settings:
-        rows = [r for r in results.get(name, []) if "skipped" not in r and r.get("all_up")]
-        if not rows:
-            continue
-        r = max(rows, key=lambda x: x["nodes"])
-        config = SETTINGS[name]
-        slots = min(int(config["AIRFLOW__CORE__PARALLELISM"]), int(config["AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG"]))
-        cpu_bound = r["nodes"] * (r["cpu_per_node"] or 0) / cpus
-        slot_bound = r["nodes"] * (r["launch_median"] or 0) / slots
-        parts.append(f"**{name}** at {r['nodes']} nodes: all up {r['all_up']:.1f} s = {r['all_up'] / r['nodes']:.2f} s per "
-                     f"node; {r['cpu_per_node'] or 0:.2f} CPU-s per node x {r['nodes']} / {cpus} CPUs = {cpu_bound:.1f} s "
-                     f"(CPU bound) vs {r['nodes']} x {r['launch_median'] or 0:.1f} s median launch / {slots} slots = "
-                     f"{slot_bound:.1f} s (slot bound); at most {r['concurrency']} launch tasks ran at once")
-    return ("Where the limit is (this run): " + "; ".join(parts) + ". The larger of the two bounds is the limit; "
-            "docs/deployment.md, \"Wide jobs (many nodes)\", says what to set.") if parts else "No complete run."
 
 
 if __name__ == "__main__":

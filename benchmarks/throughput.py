@@ -128,13 +128,75 @@ def on_scheduler(server, mode: str, steps: int, workdir: str) -> dict:
     return {**read_result(out), "wall_s": time.perf_counter() - start}
 
 
+ROLES = (  # (role, what its command line contains), first match wins
+    ("ranks", "synthetic.py"),
+    ("launcher", "airflow_tf.runtime.launcher"),
+    ("hvd wrappers", "airflow_tf.runtime.hvd_"),
+    ("horovodrun / mpirun", "horovodrun"), ("horovodrun / mpirun", "mpirun"), ("horovodrun / mpirun", "orted"),
+    ("airflow (dag.test, scheduler, triggerer, tasks)", "airflow"),
+)
+
+
+class CpuByRole:
+    """CPU seconds per role (ranks, launcher, Horovod's launchers, Airflow) during a run: where
+    the CPU that is not training goes. /proc sampled every 0.25 s; a process's last sample
+    counts (a lower bound for processes that live less than a sample)."""
+
+    def __init__(self):
+        import threading
+
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.first: dict[tuple[int, str], int] = {}
+        self.last: dict[tuple[int, str], tuple[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, first: bool) -> None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            role = next((r for r, needle in ROLES if needle in cmdline), None)
+            if role is None:
+                continue
+            key, ticks = (int(pid), fields[19]), int(fields[11]) + int(fields[12])
+            if first:
+                self.first[key] = ticks
+            self.last[key] = (role, ticks)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self._sample(False)
+
+    def __enter__(self) -> "CpuByRole":
+        self._sample(True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(False)
+
+    def seconds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key, (role, ticks) in self.last.items():
+            out[role] = out.get(role, 0.0) + (ticks - self.first.get(key, 0)) / self.tick
+        return out
+
+
 def measure(label: str, fn, *args) -> dict:
     quiet = wait_for_quiet()
-    with ForeignCpu() as cpu:
+    with ForeignCpu() as cpu, CpuByRole() as roles:
         result = fn(*args)
-    result.update({"busy_before": quiet, "foreign_s": cpu.foreign_s})
+    result.update({"busy_before": quiet, "foreign_s": cpu.foreign_s, "roles": roles.seconds()})
     print(f"  {label}: {result['images_per_s']:.1f} images/s (run {result['wall_s']:.1f} s, others "
-          f"{cpu.foreign_s:.1f} CPU-s)", flush=True)
+          f"{cpu.foreign_s:.1f} CPU-s; by role " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(result["roles"].items()))
+          + ")", flush=True)
     return result
 
 
@@ -171,6 +233,10 @@ def summarize(where: str, results: dict) -> tuple[list[str], list[str]]:
                      + ", ".join(f"{v:.1f}" for v in op) + "; ratios " + ", ".join(f"{v:.3f}" for v in ratios)
                      + "; run walls hand / operator (s): " + ", ".join(f"{r['wall_s']:.0f}" for r in sides["hand"])
                      + " / " + ", ".join(f"{r['wall_s']:.0f}" for r in sides["operator"]))
+        for side in ("hand", "operator"):
+            roles = sorted({k for r in sides[side] for k in r["roles"]})
+            notes.append(f"  - CPU-s per run by role, {side} (median): " + ", ".join(
+                f"{k} {median([r['roles'].get(k, 0.0) for r in sides[side]]):.1f}" for k in roles))
     return rows, notes
 
 

@@ -7,6 +7,7 @@ training groups in this package do (``airflow_tf.operators.group``).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from typing import Any
 
@@ -281,7 +282,9 @@ class WaitForTrainingJobOperator(MasksEnvironment, BaseOperator):
             from airflow_tf.results.progress import merge_histories
 
             results["history"] = merge_histories([a.get("history") or [] for a in earlier] + [results["history"]])
-        results["curves_png"] = self._write_curves(results)
+        # The trigger drew it if the outputs are on its machine; here otherwise, or merged with earlier attempts.
+        if earlier or not results.get("curves_png") or not os.path.isfile(results["curves_png"]):
+            results["curves_png"] = self._write_curves(results)
         if self.output_uri:  # before the Asset event and the MLflow run, which then point at the copy
             results = self._publish(results)
         results["mlflow"] = self._track(context, results, failed=False)
@@ -359,8 +362,6 @@ class WaitForTrainingJobOperator(MasksEnvironment, BaseOperator):
 
     def _write_curves(self, results: dict[str, Any]) -> str | None:
         """curves.png next to the model when the outputs are on this machine."""
-        import os
-
         from airflow_tf.results.curves import write_curves
 
         output_dir = results.get("output_dir")

@@ -14,6 +14,7 @@ node 0's directory (``job_watch``), so a restarted triggerer streams each line e
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +24,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_tf.backends.base import Backend
 from airflow_tf.cluster.outcome import FAILED, SUCCESS, decide
 from airflow_tf.operators.secrets import redact, resolve
+from airflow_tf.results.curves import preload as preload_curves
+from airflow_tf.results.curves import write_curves
 from airflow_tf.results.progress import newest, read_all_records
 from airflow_tf.runtime import node_files
 from airflow_tf.triggers.job_watch import ErrorBudget, JobWatch, NodeNews, describe, failed_nodes, known_states
@@ -170,6 +173,7 @@ class TrainingJobTrigger(BaseTrigger):
                                    HISTORY_READ_CHUNK).records
         tensorboard = backend.read_file(chief, node_files.TENSORBOARD_DIR)
         model_path = backend.read_file(chief, node_files.MODEL_PATH)
+        output_dir = backend.output_location(self.job_id)
         return {
             "job_id": self.job_id,
             "nodes": nodes,
@@ -178,8 +182,20 @@ class TrainingJobTrigger(BaseTrigger):
             "history": newest(records),  # an XCom: the newest HISTORY_MAX_BYTES of it (all, usually)
             "tensorboard_dir": backend.host_path(chief, tensorboard.strip()) if tensorboard else None,
             "model_path": backend.host_path(chief, model_path.strip()) if model_path else None,
-            "output_dir": backend.output_location(self.job_id),
+            "output_dir": output_dir,
+            "curves_png": self._curves(records, output_dir),
         }
+
+    def _curves(self, records: list[dict], output_dir: str) -> str | None:
+        """curves.png in the outputs, drawn here when they are on this machine (the wait task
+        draws it otherwise, and again when earlier attempts' epochs must be merged in)."""
+        if not records or not os.path.isdir(output_dir):
+            return None
+        try:
+            return write_curves(newest(records), os.path.join(output_dir, "curves.png"), title=self.job_id)
+        except Exception as exc:  # noqa: BLE001 - a picture is never worth failing a finished job
+            self.log.warning("could not draw the curves (%s); the wait task tries again", describe(exc))
+            return None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         if self.secret_references:
@@ -192,6 +208,10 @@ class TrainingJobTrigger(BaseTrigger):
         # A node's exit ends the pause between two polls at once (LocalBackend: a pidfd), so a
         # finished job is reported without waiting for the next poll.
         exits = await asyncio.to_thread(NodeExits.open, backend, self.handles)
+        # matplotlib imported while the job runs, so the curves drawn when it ends cost ~0.1 s,
+        # not the ~1 s import, between the last node's exit and the wait's end.
+        preloading = asyncio.ensure_future(asyncio.to_thread(preload_curves))
+        preloading.add_done_callback(lambda done: done.cancelled() or done.exception())  # a bonus, never fatal
         try:
             async for event in self._watch(backend, exits):
                 yield event

@@ -128,6 +128,10 @@ def test_a_restarted_trigger_streams_every_line_and_epoch_exactly_once(local_job
     assert sorted(Counter(progress).values()) == [1] * 8, progress
     assert [r["epoch"] for r in event["history"]] == [1, 2, 3, 4]
     assert os.path.exists(os.path.join(handles[0]["node_dir"], node_files.WATCH_STATE))
+    # The curves are drawn by the trigger (outputs on its machine): off the wait task's critical path.
+    assert event["curves_png"] == os.path.join(backend.output_location(plan.job_id), "curves.png")
+    with open(event["curves_png"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_nodes_out_of_sight_fail_clearly_and_nothing_is_stopped(local_job):
