@@ -51,28 +51,37 @@ def session_pids(sid: int) -> list[int]:
     return found
 
 
-def stop_server(server, wait_s: float = 20.0) -> int:
-    """server.stop(), then whatever of its session outlived it (seen here: a scheduler with 64
-    LocalExecutor workers still shutting down 10 minutes after standalone exited) TERMed, then
-    KILLed, by pid. Returns how many processes were left."""
+def stop_server(server, grace_s: float = 10.0) -> list[str]:
+    """server.stop(), then whatever of its session is still there ``grace_s`` later (seen here: a
+    scheduler with 64 LocalExecutor workers still shutting down 10 minutes after standalone had
+    exited) TERMed, then KILLed, by pid. Returns those processes' names."""
     sid = server.proc.pid if server.proc else None
     server.stop()
     if sid is None:
-        return 0
-    deadline = time.monotonic() + wait_s
+        return []
+    deadline = time.monotonic() + grace_s
     left = session_pids(sid)
-    count = len(left)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = session_pids(sid)
+    names = []
+    for pid in left:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                names.append(f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:60] or str(pid))
+        except OSError:
+            pass
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in left:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+        deadline = time.monotonic() + 5
         while left and time.monotonic() < deadline:
             time.sleep(0.5)
             left = session_pids(sid)
-        deadline = time.monotonic() + 5
-    return count
+    return names
 
 
 def sweep(job_ids: list[str], wait_s: float = 15.0) -> int:

@@ -30,8 +30,9 @@ def report(command, settings, results, settings_env, hold_s, boots, warmups, swe
         + (", ".join(f"{n} {w}" for n, w in warmups.items()) or "none (the first run on a server is a cold one: its "
                                                                   "trigger -> plan end shows it)")
         + "; job processes alive 15 s after each server stopped: " + ", ".join(f"{n} {c}" for n, c in swept.items())
-        + "; the server's own processes that outlived its stop (killed): "
-        + (", ".join(f"{n} {c}" for n, c in orphans.items()) if orphans else "not recorded"),
+        + "; the server's own processes still there 10 s after its stop (then killed): "
+        + (", ".join(f"{n} {len(c)}" + (f" ({orphan_names(c)})" if c else "") for n, c in orphans.items())
+           if orphans else "not recorded"),
         "- times in seconds after the plan task's end_date (REST API), except where a row says otherwise; \"all started\" = "
         "the last handle's started_at (its launcher spawned), \"all up\" = the last rank's own start time",
         "",
@@ -60,6 +61,13 @@ def report(command, settings, results, settings_env, hold_s, boots, warmups, swe
     lines += after
     lines += ["", recommendation(settings, results, settings_env)]
     return "\n".join(lines)
+
+
+def orphan_names(names: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} x{c}" if c > 1 else n for n, c in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def recommendation(settings, results, settings_env) -> str:

@@ -316,7 +316,7 @@ def main() -> int:
     boots: dict[str, float] = {}
     warmups: dict[str, str] = {}
     swept: dict[str, int] = {}  # job processes still alive after each server stopped (then killed)
-    orphans: dict[str, int] = {}  # the server's own processes that outlived its stop (then killed)
+    orphans: dict[str, list[str]] = {}  # the server's own processes that outlived its stop (then killed)
     for done, setting in enumerate(settings):
         # Each setting gets an equal share of what is left, so the last one is not starved.
         share_end = time.time() + (args.budget_s - (time.time() - t_start)) / (len(settings) - done)
@@ -349,17 +349,21 @@ def main() -> int:
                     per_node = row["all_up"] / nodes
                 print(f"{setting} {nodes}: {json.dumps({k: v for k, v in row.items() if k != 'notes'}, default=str)}",
                       flush=True)
+        except Exception as exc:  # noqa: BLE001 - reported in the section; the next setting still runs
+            rows.append({"nodes": "-", "skipped": f"failed: {type(exc).__name__}: {exc}"[:300]})
+            print(f"{setting}: {rows[-1]['skipped']}", flush=True)
         finally:
             orphans[setting] = stop_server(server)
             swept[setting] = sweep(job_ids)
     total_s = time.time() - t_start
     saved = {"command": command_line(), "settings": settings, "results": results, "settings_env": SETTINGS,
-             "hold_s": HOLD_S, "boots": boots, "warmups": warmups, "swept": swept, "orphans": orphans, "busy_before": busy_before,
-             "total_s": total_s}
+             "hold_s": HOLD_S, "boots": boots, "warmups": warmups, "swept": swept, "orphans": orphans,
+             "busy_before": busy_before, "total_s": total_s}
     with open(LAST, "w") as f:  # a report that fails to render loses no measurement: --from-json
         json.dump(saved, f)
     render(saved)
-    return 0 if all(r.get("state") == "success" for rows in results.values() for r in rows if "skipped" not in r) else 1
+    ok = all(r.get("state") == "success" for rows in results.values() for r in rows if "skipped" not in r)
+    return 0 if ok and not any(str(r.get("skipped", "")).startswith("failed") for rows in results.values() for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ in its own home, driven through the REST API like a user's browser would."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -50,6 +51,18 @@ def _newer(timestamp: str | None, monotonic_then: float) -> bool:
         return False
     then = time.time() - (time.monotonic() - monotonic_then)
     return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() > then
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
 
 
 class AirflowServer:
@@ -192,6 +205,14 @@ class AirflowServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        if self.proc:
+            # standalone can exit before its components (a scheduler's LocalExecutor workers were
+            # seen alive minutes later): wait for the whole group, then kill what is left of it.
+            # Training nodes are never in it (they run in their own sessions).
+            if not _group_gone(self.proc.pid, 15):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                _group_gone(self.proc.pid, 10)
 
     def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True, raw: bool = False):
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
