@@ -40,8 +40,11 @@ def build_model():
     ])
 
 
-images = tf.random.uniform((args.batch_size, args.image_size, args.image_size, 3))
-labels = tf.random.uniform((args.batch_size,), maxval=10, dtype=tf.int64)
+def random_batch():
+    return (tf.random.uniform((args.batch_size, args.image_size, args.image_size, 3)),
+            tf.random.uniform((args.batch_size,), maxval=10, dtype=tf.int64))
+
+
 loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
 
 if args.framework == "horovod":
@@ -49,6 +52,7 @@ if args.framework == "horovod":
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
+    images, labels = random_batch()
     model = build_model()
     optimizer = tf.keras.optimizers.SGD(0.01)
 
@@ -70,9 +74,10 @@ if args.framework == "horovod":
     def barrier():
         hvd.allreduce(tf.constant(0.0), name="barrier")
 else:
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other op: collectives are set up here
     resolver = strategy.cluster_resolver
     rank, size = resolver.task_id, strategy.num_replicas_in_sync
+    images, labels = random_batch()
     with strategy.scope():
         model = build_model()
         optimizer = tf.keras.optimizers.SGD(0.01)
