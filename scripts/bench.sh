@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measure (never assert): every benchmarks/*.py (parse cost, job overhead, parameter-server and
-# Horovod overhead, worker slots, and any
-# other benchmark there). Each rewrites only its own section of docs/benchmarks.md. Run on an
+# Horovod overhead, worker slots, throughput, orchestration overhead, fan-out, the Celery
+# deployment, and any other benchmark there). Each rewrites only its own section of docs/benchmarks.md. Run on an
 # otherwise idle machine: each waits (up to BENCH_QUIET_WAIT_S seconds, default 180) for the CPUs
 # to settle before it measures, and reports how much else ran meanwhile.
 # Usage: scripts/bench.sh [NAME ...]   e.g. scripts/bench.sh parse_cost   (default: all)
@@ -32,12 +32,25 @@ for name in "${benchmarks[@]}"; do
   fi
 done
 
+# Benchmarks that also run a second time with other arguments (their own section of the report).
+declare -A MORE=(
+  [throughput]="--modes gloo,mwms --where dag_test --rounds 4 --steps 80 --warmup 40 --section throughput_more"
+)
+
 failed=()
 for name in "${benchmarks[@]}"; do
   echo "== bench: $name"
   if ! python "benchmarks/$name.py"; then
     echo "bench: $name failed" >&2
     failed+=("$name")
+  fi
+  if [ -n "${MORE[$name]:-}" ]; then
+    echo "== bench: $name ${MORE[$name]}"
+    # shellcheck disable=SC2086 # the arguments are words on purpose
+    if ! python "benchmarks/$name.py" ${MORE[$name]}; then
+      echo "bench: $name ${MORE[$name]} failed" >&2
+      failed+=("$name (more)")
+    fi
   fi
 done
 echo "bench: results in docs/benchmarks.md"

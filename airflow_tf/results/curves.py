@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import threading
 from typing import Any
 
@@ -50,6 +51,24 @@ def write_curves(history: list[dict[str, Any]], path, title: str) -> str | None:
         fig.tight_layout()
         fig.savefig(path, dpi=100)
     return path
+
+
+def preload_in_background() -> None:
+    """preload() in a daemon thread at the lowest CPU priority (Linux: niceness is per thread),
+    so the one-off import never competes with training ranks sharing the triggerer's machine."""
+
+    def run() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass  # not Linux, or not allowed: an ordinary thread then
+        try:
+            preload()
+        except Exception as exc:  # noqa: BLE001 - a head start only: the drawing imports it itself
+            log.debug("matplotlib preload failed: %s", exc)
+
+    if not _preloaded:
+        threading.Thread(target=run, name="airflow-tf-curves-preload", daemon=True).start()
 
 
 def preload() -> None:

@@ -24,7 +24,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_tf.backends.base import Backend
 from airflow_tf.cluster.outcome import FAILED, SUCCESS, decide
 from airflow_tf.operators.secrets import redact, resolve
-from airflow_tf.results.curves import preload as preload_curves
+from airflow_tf.results.curves import preload_in_background as preload_curves_in_background
 from airflow_tf.results.curves import write_curves
 from airflow_tf.results.progress import newest, read_all_records
 from airflow_tf.runtime import node_files
@@ -210,8 +210,7 @@ class TrainingJobTrigger(BaseTrigger):
         exits = await asyncio.to_thread(NodeExits.open, backend, self.handles)
         # matplotlib imported while the job runs, so the curves drawn when it ends cost ~0.1 s,
         # not the ~1 s import, between the last node's exit and the wait's end.
-        preloading = asyncio.ensure_future(asyncio.to_thread(preload_curves))
-        preloading.add_done_callback(lambda done: done.cancelled() or done.exception())  # a bonus, never fatal
+        preload_curves_in_background()
         try:
             async for event in self._watch(backend, exits):
                 yield event
