@@ -254,7 +254,7 @@ def main() -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--where", default="dag_test,scheduler")
     parser.add_argument("--quick", action="store_true", help="1 round, gloo only, dag.test() only (a smoke run)")
-    parser.add_argument("--section", default="throughput", choices=("throughput", "throughput_more"),
+    parser.add_argument("--section", default="throughput", choices=("throughput", "throughput_more", "throughput_mpi"),
                         help="the docs/benchmarks.md section to write (throughput_more: a longer run of some modes)")
     args = parser.parse_args()
     WARMUP = args.warmup

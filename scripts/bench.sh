@@ -32,9 +32,10 @@ for name in "${benchmarks[@]}"; do
   fi
 done
 
-# Benchmarks that also run a second time with other arguments (their own section of the report).
+# Benchmarks that also run again with other arguments (each run its own section of the report;
+# runs separated by ";").
 declare -A MORE=(
-  [throughput]="--modes gloo,mwms --where dag_test --rounds 4 --steps 80 --warmup 40 --section throughput_more"
+  [throughput]="--modes gloo,mwms --where dag_test --rounds 4 --steps 80 --warmup 40 --section throughput_more;--modes mpi --where scheduler --rounds 3 --steps 80 --warmup 40 --section throughput_mpi"
 )
 
 failed=()
@@ -44,14 +45,15 @@ for name in "${benchmarks[@]}"; do
     echo "bench: $name failed" >&2
     failed+=("$name")
   fi
-  if [ -n "${MORE[$name]:-}" ]; then
-    echo "== bench: $name ${MORE[$name]}"
+  IFS=';' read -r -a more_runs <<< "${MORE[$name]:-}"
+  for more in "${more_runs[@]}"; do
+    echo "== bench: $name $more"
     # shellcheck disable=SC2086 # the arguments are words on purpose
-    if ! python "benchmarks/$name.py" ${MORE[$name]}; then
-      echo "bench: $name ${MORE[$name]} failed" >&2
-      failed+=("$name (more)")
+    if ! python "benchmarks/$name.py" $more; then
+      echo "bench: $name $more failed" >&2
+      failed+=("$name ($more)")
     fi
-  fi
+  done
 done
 echo "bench: results in docs/benchmarks.md"
 if [ ${#failed[@]} -gt 0 ]; then
