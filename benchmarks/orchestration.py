@@ -62,40 +62,37 @@ def parse_date(value: str | None) -> float | None:
     return parsed.timestamp()
 
 
-def db_rows(home: str, dag_id: str, run_id: str) -> tuple[dict, dict[tuple[str, int], dict]]:
-    """The run's and its task instances' dates, read-only from the standalone's SQLite DB."""
+def query(home: str, sql: str, args: tuple) -> list[tuple]:
+    """Rows from the standalone's SQLite metadata DB, opened read-only."""
     db = sqlite3.connect(f"file:{os.path.join(home, 'airflow.db')}?mode=ro", uri=True, timeout=30)
     try:
-        run = db.execute("SELECT state, start_date, end_date FROM dag_run WHERE dag_id=? AND run_id=?",
-                         (dag_id, run_id)).fetchone()
-        tis = db.execute("SELECT task_id, map_index, state, start_date, end_date FROM task_instance "
-                         "WHERE dag_id=? AND run_id=?", (dag_id, run_id)).fetchall()
+        return db.execute(sql, args).fetchall()
     finally:
         db.close()
+
+
+def db_rows(home: str, dag_id: str, run_id: str) -> tuple[dict, dict[tuple[str, int], dict]]:
+    """The run's and its task instances' dates."""
+    run = query(home, "SELECT state, start_date, end_date FROM dag_run WHERE dag_id=? AND run_id=?",
+                (dag_id, run_id))[0]
+    tis = query(home, "SELECT task_id, map_index, state, start_date, end_date FROM task_instance "
+                "WHERE dag_id=? AND run_id=?", (dag_id, run_id))
     return ({"state": run[0], "start": parse_date(run[1]), "end": parse_date(run[2])},
             {(t, i): {"state": s, "start": parse_date(a), "end": parse_date(b)} for t, i, s, a, b in tis})
 
 
 def run_state(home: str, dag_id: str, run_id: str) -> str | None:
-    db = sqlite3.connect(f"file:{os.path.join(home, 'airflow.db')}?mode=ro", uri=True, timeout=30)
-    try:
-        row = db.execute("SELECT state FROM dag_run WHERE dag_id=? AND run_id=?", (dag_id, run_id)).fetchone()
-    finally:
-        db.close()
-    return row[0] if row else None
+    rows = query(home, "SELECT state FROM dag_run WHERE dag_id=? AND run_id=?", (dag_id, run_id))
+    return rows[0][0] if rows else None
 
 
 def xcom_value(home: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
-    """A task's return value, from the DB (JSON in Airflow 3)."""
+    """A task's return value (JSON in Airflow 3)."""
     import json
 
-    db = sqlite3.connect(f"file:{os.path.join(home, 'airflow.db')}?mode=ro", uri=True, timeout=30)
-    try:
-        row = db.execute("SELECT value FROM xcom WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=? "
-                         "AND key='return_value'", (dag_id, run_id, task_id, map_index)).fetchone()
-    finally:
-        db.close()
-    value = json.loads(row[0]) if row else None
+    rows = query(home, "SELECT value FROM xcom WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=? "
+                 "AND key='return_value'", (dag_id, run_id, task_id, map_index))
+    value = json.loads(rows[0][0]) if rows else None
     return json.loads(value) if isinstance(value, str) else value
 
 

@@ -362,12 +362,9 @@ class WaitForTrainingJobOperator(MasksEnvironment, BaseOperator):
 
     def _write_curves(self, results: dict[str, Any]) -> str | None:
         """curves.png next to the model when the outputs are on this machine."""
-        from airflow_tf.results.curves import write_curves
+        from airflow_tf.results.curves import write_job_curves
 
-        output_dir = results.get("output_dir")
-        if not results.get("history") or not output_dir or not os.path.isdir(output_dir):
-            return None
-        return write_curves(results["history"], os.path.join(output_dir, "curves.png"), title=results["job_id"])
+        return write_job_curves(results.get("history"), results.get("output_dir"), results["job_id"])
 
 
 class TeardownTrainingJobOperator(BaseOperator):

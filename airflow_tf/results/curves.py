@@ -53,6 +53,14 @@ def write_curves(history: list[dict[str, Any]], path, title: str) -> str | None:
     return path
 
 
+def write_job_curves(history: list[dict[str, Any]], output_dir: str | None, job_id: str) -> str | None:
+    """``<output_dir>/curves.png`` when the job's outputs are on this machine (else None): where
+    the trigger and the wait task both put the picture."""
+    if not history or not output_dir or not os.path.isdir(output_dir):
+        return None
+    return write_curves(history, os.path.join(output_dir, "curves.png"), title=job_id)
+
+
 def preload_in_background() -> None:
     """preload() in a daemon thread at the lowest CPU priority (Linux: niceness is per thread),
     so the one-off import never competes with training ranks sharing the triggerer's machine."""

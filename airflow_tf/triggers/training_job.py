@@ -14,7 +14,6 @@ node 0's directory (``job_watch``), so a restarted triggerer streams each line e
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +24,7 @@ from airflow_tf.backends.base import Backend
 from airflow_tf.cluster.outcome import FAILED, SUCCESS, decide
 from airflow_tf.operators.secrets import redact, resolve
 from airflow_tf.results.curves import preload_in_background as preload_curves_in_background
-from airflow_tf.results.curves import write_curves
+from airflow_tf.results.curves import write_job_curves
 from airflow_tf.results.progress import newest, read_all_records
 from airflow_tf.runtime import node_files
 from airflow_tf.triggers.job_watch import ErrorBudget, JobWatch, NodeNews, describe, failed_nodes, known_states
@@ -189,10 +188,8 @@ class TrainingJobTrigger(BaseTrigger):
     def _curves(self, records: list[dict], output_dir: str) -> str | None:
         """curves.png in the outputs, drawn here when they are on this machine (the wait task
         draws it otherwise, and again when earlier attempts' epochs must be merged in)."""
-        if not records or not os.path.isdir(output_dir):
-            return None
         try:
-            return write_curves(newest(records), os.path.join(output_dir, "curves.png"), title=self.job_id)
+            return write_job_curves(newest(records), output_dir, self.job_id)
         except Exception as exc:  # noqa: BLE001 - a picture is never worth failing a finished job
             self.log.warning("could not draw the curves (%s); the wait task tries again", describe(exc))
             return None
