@@ -3,6 +3,7 @@ task log, and in no file that group or others can read; each rank got every valu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -54,17 +55,35 @@ DAG_DEFINITION_TABLES = {"dag_code", "serialized_dag"}
 
 
 def db_tables_with(db_path: str, needle: str) -> set[str]:
-    """The metadata DB's tables (SQLite) holding ``needle`` in any column of any row."""
-    import sqlite3
+    """The metadata DB's tables (SQLite) holding ``needle`` in any column of any row.
 
-    found = set()
-    with sqlite3.connect(db_path) as db:
-        for (table,) in db.execute("select name from sqlite_master where type = 'table'"):
-            for row in db.execute(f'select * from "{table}"'):
-                if any(needle.encode() in (v if isinstance(v, bytes) else str(v).encode()) for v in row if v):
-                    found.add(table)
-                    break
-    return found
+    One CI run got a transient "disk I/O error" from SQLite in the middle of this scan (the run
+    under test had ended; the same scan passed in every other run). The scan is the test's own
+    read, not the product's, so it is made once more on a fresh connection, with a warning that
+    names SQLite's extended error; a second failure fails the test with it."""
+    import sqlite3
+    import warnings
+
+    def scan() -> set[str]:
+        found = set()
+        with contextlib.closing(sqlite3.connect(db_path)) as db:
+            for (table,) in db.execute("select name from sqlite_master where type = 'table'").fetchall():
+                for row in db.execute(f'select * from "{table}"'):
+                    if any(needle.encode() in (v if isinstance(v, bytes) else str(v).encode()) for v in row if v):
+                        found.add(table)
+                        break
+        return found
+
+    try:
+        return scan()
+    except sqlite3.OperationalError as exc:
+        first = f"{exc} ({getattr(exc, 'sqlite_errorname', '?')}); files: {sorted(os.listdir(os.path.dirname(db_path)))}"
+        warnings.warn(f"scanning {db_path} failed once, scanned again: {first}", stacklevel=2)
+    try:
+        return scan()
+    except sqlite3.OperationalError as exc:
+        raise AssertionError(f"{db_path} could not be scanned twice: {exc} "
+                             f"({getattr(exc, 'sqlite_errorname', '?')}); the first time: {first}") from exc
 
 
 def check_run(dag_id: str, run_id: str, output: str, markers: dict[str, str], secrets: dict[str, str],

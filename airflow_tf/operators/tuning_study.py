@@ -106,10 +106,19 @@ def sampler(settings: SweepSettings, trials_so_far: int) -> optuna.samplers.Base
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=sampling.n_startup_trials, constant_liar=True)
 
 
+def _patient(storage: str) -> str | optuna.storages.RDBStorage:
+    """A SQLite study waits up to a minute for a lock: whoever reads the file meanwhile
+    (optuna-dashboard, a notebook) must not fail the sweep with SQLite's "database is locked"
+    after its default 5 s."""
+    if storage.startswith("sqlite:"):
+        return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
+    return storage
+
+
 def open_study(storage: str, study_name: str, settings: SweepSettings) -> optuna.Study:
     """Create the study, or load the one an earlier try of the controller left (it resumes)."""
     direction = "maximize" if settings.primary_metric_goal is Goal.MAXIMIZE else "minimize"
-    study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
+    study = optuna.create_study(storage=_patient(storage), study_name=study_name, direction=direction,
                                 pruner=pruner(settings), load_if_exists=True)
     study.sampler = sampler(settings, len(study.get_trials(deepcopy=False)))
     return study

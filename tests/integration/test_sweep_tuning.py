@@ -99,14 +99,16 @@ def test_median_stopping_stops_the_bad_trial_and_two_run_at_most(airflow_db):
     assert _overlap(intervals) == 2  # two at once, never three
 
 
-def test_killed_sweep_resumes_its_study(airflow_db):
+def test_killed_sweep_resumes_its_study(airflow_db, tmp_path):
     logical = datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)
     code = ("import sys, datetime; sys.path.insert(0, sys.argv[1]);"
             "from tests.integration.test_tensorflow_dag import load_dag;"
             "when = datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc);"
             "load_dag(sys.argv[2], 'tf_sweep_resume').test(logical_date=when, run_after=when)")
-    child = subprocess.Popen([sys.executable, "-c", code, REPO, DAGS], cwd=REPO, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = tmp_path / "killed-sweep.log"  # why it ended, if it ends before it is killed
+    with open(output, "wb") as sink:
+        child = subprocess.Popen([sys.executable, "-c", code, REPO, DAGS], cwd=REPO, start_new_session=True,
+                                 stdout=sink, stderr=subprocess.STDOUT)
     root = os.path.join(os.environ["AIRFLOW_HOME"], "airflow_tf_jobs")
     before, deadline = None, time.monotonic() + 120
     try:
@@ -123,8 +125,12 @@ def test_killed_sweep_resumes_its_study(airflow_db):
                     break
             time.sleep(0.2)
     finally:
-        os.killpg(child.pid, signal.SIGKILL)  # the worker dies mid-sweep; trial nodes (own sessions) live on
+        ended_early = child.poll()
+        if ended_early is None:
+            os.killpg(child.pid, signal.SIGKILL)  # the worker dies mid-sweep; trial nodes (own sessions) live on
         child.wait()
+    assert ended_early is None, (f"the sweep's dag.test ended (exit {ended_early}) before two trials were seen "
+                                 f"finished; its last output:\n{output.read_text(errors='replace')[-4000:]}")
     assert before is not None, "the killed sweep never finished two trials"
     directory = os.path.dirname(found[0])
     dag = load_dag(DAGS, "tf_sweep_resume")

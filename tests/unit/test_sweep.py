@@ -232,6 +232,28 @@ def test_ask_maps_sampled_numbers_to_script_values_and_moves_the_seed_on(tmp_pat
     assert os.path.isfile(tmp_path / "sweep" / tuning_study.STUDY_FILE)
 
 
+
+def test_a_reader_holding_the_study_file_locked_delays_a_step_but_does_not_fail_it(tmp_path):
+    """optuna-dashboard or a notebook may hold the SQLite study locked; SQLite's own 5-s wait
+    would fail the controller's step with "database is locked". Held here for 6 s."""
+    import sqlite3
+    import threading
+
+    settings = SweepSettings(RandomParameterSampling({"--x": uniform(0.0, 1.0)}, seed=1), "loss", max_total_runs=2)
+    storage = tuning_study.storage_url(str(tmp_path / "sweep"))
+    tuning_study.open_study(storage, "s", settings)  # the tables exist
+    reader = sqlite3.connect(tmp_path / "sweep" / tuning_study.STUDY_FILE, check_same_thread=False)
+    reader.execute("begin exclusive")
+    release = threading.Timer(6.0, reader.rollback)
+    release.start()
+    try:
+        _, params = tuning_study.ask(tuning_study.open_study(storage, "s", settings), settings)
+        assert not release.is_alive()  # it waited for the lock (and was not simply never blocked)
+    finally:
+        release.cancel()
+        reader.close()
+    assert 0.0 <= params["--x"] <= 1.0
+
 CHECK_IMPORTS = """
 import runpy, sys
 runpy.run_path(sys.argv[1])
