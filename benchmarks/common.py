@@ -20,7 +20,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT = os.path.join(REPO, "docs", "benchmarks.md")
-SECTIONS = ("parse_cost", "throughput", "throughput_more", "throughput_mpi", "orchestration", "job_overhead", "parameter_server", "horovod", "worker_slots",
+SECTIONS = ("parse_cost", "throughput", "throughput_more", "throughput_mpi", "throughput_mwms", "orchestration", "orchestration_direct", "job_overhead", "parameter_server", "horovod", "worker_slots",
             "celery_overhead", "docker",
             "ssh", "plan_size", "trigger_cost", "fan_out")  # order in the report
 LOAD_AT_START = os.getloadavg()  # this module is imported when a benchmark starts

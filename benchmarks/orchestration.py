@@ -35,6 +35,10 @@ from tests.helpers import job_pids  # noqa: E402
 HOME = os.path.join(REPO, ".airflow", "bench-orch")
 BUNDLE = os.path.join(REPO, "benchmarks", "dags")
 JOB, POLLED, CONTROL = "bench_orch_job", "bench_orch_job_polled", "bench_orch_control"
+CONTROL_DIRECT = "bench_orch_control_direct"
+CONTROLS = (CONTROL, CONTROL_DIRECT)
+LABELS = {JOB: "job (event)", POLLED: "job (polled)", CONTROL: "control (Airflow floor)",
+          CONTROL_DIRECT: "control, trigger ends the wait (floor)"}
 TIMEOUT_S = 240
 # Airflow's own defaults where the test server (tests/e2e/server.py) sets others.
 AIRFLOW_DEFAULTS = {
@@ -120,14 +124,14 @@ def run_once(server: AirflowServer, dag_id: str, seconds: float) -> dict:
         "wait_start": rel(tis[("train.wait", -1)]["start"]), "wait_end": rel(tis[("train.wait", -1)]["end"]),
         "teardown_end": rel(tis[("train.teardown", -1)]["end"]), "report_end": rel(tis[("report", -1)]["end"]),
     })
-    if dag_id == CONTROL and run["state"] == "success":
+    if dag_id in CONTROLS and run["state"] == "success":
         # The control's "nodes" span from the first launch's start to its trigger's moment.
         handles = [xcom_value(server.home, dag_id, run_id, "train.launch", i) for i in range(len(launches))]
         out["first_up"] = rel(min(h["started_at"] for h in handles))
         out["last_exit"] = out["first_up"] + seconds
         out["span"] = seconds
         out["overhead"] = out["total"] - out["span"]
-    if dag_id != CONTROL and run["state"] == "success":
+    if dag_id not in CONTROLS and run["state"] == "success":
         from airflow_tf.operators.nodes import job_id_for
 
         handles = [xcom_value(server.home, dag_id, run_id, "train.launch", i) for i in range(len(launches))]
@@ -195,9 +199,10 @@ def spread(runs: list[dict], key: str) -> str:
     return f"{min(values):.2f}–{max(values):.2f}" if values else "-"
 
 
-def report(profiles: list[dict], seconds: float, rounds: int, busy_before: float) -> str:
+def report(profiles: list[dict], seconds: float, rounds: int, busy_before: float,
+           title: str = "Orchestration overhead: trigger -> run end minus the nodes' span (real scheduler)") -> str:
     lines = [
-        "## Orchestration overhead: trigger -> run end minus the nodes' span (real scheduler)",
+        f"## {title}",
         "",
         machine_facts(),
         f"- command: `{command_line()}`; CPU busy before the first server started: {busy_before:.0%}",
@@ -210,7 +215,8 @@ def report(profiles: list[dict], seconds: float, rounds: int, busy_before: float
         "- overhead = trigger request -> run end_date minus node span (first node up -> last node exit, from the",
         "  handles and the wait's results); floor = the same for the control DAG (same tasks, no-op; its launch",
         "  records a start, its wait defers on a DateTimeTrigger until that start + the same span). Dates from",
-        "  the metadata DB after each run (nothing polls the API server meanwhile)",
+        "  the metadata DB after each run (nothing polls the API server meanwhile); *control, trigger ends the",
+        "  wait*: the same control whose DateTimeTrigger ends the task itself (end_from_trigger)",
         "",
         "| profile | DAG | runs ok | trigger -> run end | node span | **overhead** (min–max) | trigger -> first node up |"
         " last exit -> wait end | wait end -> run end | others' CPU-s (median) |",
@@ -220,7 +226,7 @@ def report(profiles: list[dict], seconds: float, rounds: int, busy_before: float
     for p in profiles:
         for dag_id, runs in p["runs"].items():
             ok = [r for r in runs if r["state"] == "success"]
-            label = {JOB: "job (event)", POLLED: "job (polled)", CONTROL: "control (Airflow floor)"}[dag_id]
+            label = LABELS[dag_id]
             for r in ok:
                 r["pre"], r["post_wait"] = r["first_up"], r["wait_end"] - r["last_exit"]
                 r["post_run"] = r["total"] - r["wait_end"]
@@ -241,6 +247,15 @@ def report(profiles: list[dict], seconds: float, rounds: int, busy_before: float
                    if po is not None else "")
                 + f". Idle deployment: {p['idle_cpu']:.2f} CPU-s per second. Settings: "
                 + ", ".join(f"`{k}={v}`" for k, v in p["settings"].items()))
+        direct = p["runs"].get(CONTROL_DIRECT, [])
+        if floor and direct:
+            # What ending the wait in the triggerer (end_from_trigger) could save: the resume hop.
+            fo, do = med(floor, "overhead"), med(direct, "overhead")
+            fw, dw = med(floor, "post_wait"), med(direct, "post_wait")
+            summary.append(
+                f"- **{p['name']}**, a wait ended by its trigger (TaskSuccessEvent, no resume on a worker) vs. resumed: "
+                f"last exit -> wait end {fmt_s(dw)} s vs. {fmt_s(fw)} s (saves {fmt_s(fw - dw)} s); whole overhead "
+                f"{fmt_s(do)} s vs. {fmt_s(fo)} s")
     lines += ["", "Medians:", "", *summary, "",
               "Before (issue 20, the same definition measured with tests/e2e/server.py's settings on tf_mwms_example):",
               "+6.57 s on a 45-s job (2.66 s before the first node was up; 3.91 s after the last exited, 2.27 s of that",
@@ -270,14 +285,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each rank sleeps")
     parser.add_argument("--quick", action="store_true", help="1 round, recommended profile only (a smoke run)")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated: " + ", ".join(PROFILES))
+    parser.add_argument("--section", default="orchestration", help="the docs/benchmarks.md section written")
+    parser.add_argument("--dags", default=",".join(LABELS), help="comma-separated: " + ", ".join(LABELS))
     args = parser.parse_args()
     names = ["recommended"] if args.quick else [n.strip() for n in args.profiles.split(",")]
     rounds = 1 if args.quick else args.rounds
     busy_before = wait_for_quiet()
-    profiles = [measure_profile(n, PROFILES[n], rounds, args.seconds, [JOB, POLLED, CONTROL]) for n in names]
-    body = report(profiles, args.seconds, rounds, busy_before)
+    profiles = [measure_profile(n, PROFILES[n], rounds, args.seconds, [d.strip() for d in args.dags.split(",")])
+                for n in names]
+    dags = set(profiles[0]["runs"]) if profiles else set()
+    title = ("Airflow's floor: a wait resumed on a worker vs. one its trigger ends (real scheduler)"
+             if dags <= set(CONTROLS) else None)
+    body = report(profiles, args.seconds, rounds, busy_before, **({"title": title} if title else {}))
     print(body)
-    write_section("orchestration", body)
+    write_section(args.section, body)
     return 0
 
 

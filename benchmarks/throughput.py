@@ -141,9 +141,10 @@ ROLES = (  # (role, what its command line contains), first match wins
 
 
 class CpuByRole:
-    """CPU seconds per role (ranks, launcher, Horovod's launchers, Airflow) during a run: where
-    the CPU that is not training goes. /proc sampled every 0.25 s; a process's last sample
-    counts (a lower bound for processes that live less than a sample)."""
+    """CPU seconds per role (ranks, launcher, Horovod's launchers, Airflow) during a run, and
+    during its timed steps alone: where the CPU that is not training goes. /proc sampled every
+    0.25 s; a process's last sample counts (a lower bound for processes that live less than a
+    sample), and a window's edges are the samples nearest to it (+-0.25 s)."""
 
     def __init__(self):
         import threading
@@ -151,10 +152,12 @@ class CpuByRole:
         self.tick = os.sysconf("SC_CLK_TCK")
         self.first: dict[tuple[int, str], int] = {}
         self.last: dict[tuple[int, str], tuple[str, int]] = {}
+        self.series: list[tuple[float, dict[tuple[int, str], tuple[str, int]]]] = []  # (time, ticks by process)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self, first: bool) -> None:
+        now, seen = time.time(), {}
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{pid}/stat") as f:
@@ -169,7 +172,8 @@ class CpuByRole:
             key, ticks = (int(pid), fields[19]), int(fields[11]) + int(fields[12])
             if first:
                 self.first[key] = ticks
-            self.last[key] = (role, ticks)
+            self.last[key] = seen[key] = (role, ticks)
+        self.series.append((now, seen))
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):
@@ -191,12 +195,25 @@ class CpuByRole:
             out[role] = out.get(role, 0.0) + (ticks - self.first.get(key, 0)) / self.tick
         return out
 
+    def window(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds per role between the samples nearest to ``start`` and ``end``."""
+        if not self.series:
+            return {}
+        at_start = min(self.series, key=lambda s: abs(s[0] - start))[1]
+        at_end = min(self.series, key=lambda s: abs(s[0] - end))[1]
+        out: dict[str, float] = {}
+        for key, (role, ticks) in at_end.items():
+            before = at_start.get(key, (role, 0))[1] if key in at_start else 0
+            out[role] = out.get(role, 0.0) + (ticks - before) / self.tick
+        return out
+
 
 def measure(label: str, fn, *args) -> dict:
     quiet = wait_for_quiet()
     with ForeignCpu() as cpu, CpuByRole() as roles:
         result = fn(*args)
-    result.update({"busy_before": quiet, "foreign_s": cpu.foreign_s, "roles": roles.seconds()})
+    result.update({"busy_before": quiet, "foreign_s": cpu.foreign_s, "roles": roles.seconds(),
+                   "roles_timed": roles.window(*result["timed"]) if "timed" in result else {}})
     print(f"  {label}: {result['images_per_s']:.1f} images/s (run {result['wall_s']:.1f} s, others "
           f"{cpu.foreign_s:.1f} CPU-s; by role " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(result["roles"].items()))
           + ")", flush=True)
@@ -240,6 +257,14 @@ def summarize(where: str, results: dict) -> tuple[list[str], list[str]]:
             roles = sorted({k for r in sides[side] for k in r["roles"]})
             notes.append(f"  - CPU-s per run by role, {side} (median): " + ", ".join(
                 f"{k} {median([r['roles'].get(k, 0.0) for r in sides[side]]):.1f}" for k in roles))
+        for side in ("hand", "operator"):
+            timed = [r for r in sides[side] if r.get("roles_timed")]
+            if not timed:
+                continue
+            roles = sorted({k for r in timed for k in r["roles_timed"]})
+            seconds = median([r["timed"][1] - r["timed"][0] for r in timed])
+            notes.append(f"  - CPU-s during the timed steps only ({seconds:.1f} s), {side} (median): " + ", ".join(
+                f"{k} {median([r['roles_timed'].get(k, 0.0) for r in timed]):.2f}" for k in roles))
     return rows, notes
 
 
@@ -254,7 +279,7 @@ def main() -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--where", default="dag_test,scheduler")
     parser.add_argument("--quick", action="store_true", help="1 round, gloo only, dag.test() only (a smoke run)")
-    parser.add_argument("--section", default="throughput", choices=("throughput", "throughput_more", "throughput_mpi"),
+    parser.add_argument("--section", default="throughput", choices=("throughput", "throughput_more", "throughput_mpi", "throughput_mwms"),
                         help="the docs/benchmarks.md section to write (throughput_more: a longer run of some modes)")
     args = parser.parse_args()
     WARMUP = args.warmup

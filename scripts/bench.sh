@@ -35,7 +35,8 @@ done
 # Benchmarks that also run again with other arguments (each run its own section of the report;
 # runs separated by ";").
 declare -A MORE=(
-  [throughput]="--modes gloo,mwms --where dag_test --rounds 4 --steps 80 --warmup 40 --section throughput_more;--modes mpi --where scheduler --rounds 3 --steps 80 --warmup 40 --section throughput_mpi"
+  [orchestration]="--profiles recommended --dags bench_orch_control,bench_orch_control_direct --rounds 5 --section orchestration_direct"
+  [throughput]="--modes gloo,mwms --where dag_test --rounds 4 --steps 80 --warmup 40 --section throughput_more;--modes mpi --where scheduler --rounds 5 --steps 80 --warmup 40 --section throughput_mpi;--modes mwms --where dag_test,scheduler --rounds 5 --steps 80 --warmup 40 --section throughput_mwms"
 )
 
 failed=()

@@ -16,7 +16,6 @@ log and files stay readable); ``stop_job`` (the teardown) removes the job's cont
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import posixpath
 import time
@@ -24,10 +23,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_tf import extras
-from airflow_tf.backends import bundle, node_io
-from airflow_tf.backends.base import Backend, Handle, NodeState, cache, secrets_payload
-from airflow_tf.backends.docker_daemons import RESERVED_ROOT, Daemon, check_mixed, connect, from_connection
-from airflow_tf.backends.docker_gpus import gpu_devices
+from airflow_tf.backends import node_io
+from airflow_tf.backends.base import Backend, Handle, NodeState, cache
+from airflow_tf.backends.docker_daemons import Daemon, check_mixed, connect, from_connection
+from airflow_tf.backends.docker_gpus import gpu_requests
+from airflow_tf.backends.docker_layout import JOB_DIR, LIB_DIR, OUTPUT_DIR, SRC_DIR, node_archive
 from airflow_tf.backends.docker_logs import ContainerFiles, LogCursor, parse_timestamp, take_lines
 from airflow_tf.backends.docker_ports import probe_free_ports
 from airflow_tf.backends.docker_settings import DEFAULT_CAP_DROP, check_settings
@@ -35,13 +35,6 @@ from airflow_tf.backends.local import default_job_root, safe_job_id
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.plan import NodeLaunch
 from airflow_tf.runtime import node_files, procfs
-
-# Fixed layout inside every node container.
-ROOT = RESERVED_ROOT
-LIB_DIR = f"{ROOT}/lib"  # the node runtime package (PYTHONPATH)
-SRC_DIR = f"{ROOT}/src"  # the user's source directory (the ranks' working directory)
-JOB_DIR = f"{ROOT}/job"  # node-<i>/: the node directory (runtime.node_files)
-OUTPUT_DIR = f"{ROOT}/outputs"  # the chief's outputs: bind mount or named volume
 
 LABEL_JOB = "airflow_tf.job_id"
 LABEL_NODE = "airflow_tf.node_index"
@@ -182,23 +175,6 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
                 "DockerBackend never pulls: build or load it there first (docker build / docker load)"
             ) from None
 
-    def _device_requests(self, launch: NodeLaunch, daemon: Daemon) -> list | None:
-        """GPU device requests (like ``docker run --gpus``) when the node needs GPUs."""
-        if not launch.node.gpus:
-            return None
-        from docker.types import DeviceRequest
-
-        runtimes = sorted(self.client(daemon).info().get("Runtimes") or {})
-        if "nvidia" not in runtimes:
-            raise SpecError(
-                f"use_gpu=True, but the Docker daemon {daemon.url} ({daemon.setting}) has no 'nvidia' runtime "
-                f"(its runtimes: {runtimes}); install the NVIDIA Container Toolkit on that host or set use_gpu=False"
-            )
-        ids = gpu_devices(launch.node, len(self.daemons()), self.gpus_per_host, daemon.url)
-        if ids is None:
-            return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-
     # -- outputs ------------------------------------------------------------------------------
     def _outputs(self, daemon: Daemon, job_id: str) -> str:
         """A host path (bind mount) or the name of the job's volume on that daemon."""
@@ -254,21 +230,6 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
             "started_at": started / 1e9 if started else time.time(),
         }
 
-    def _archive(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None):
-        node_dir = f"{JOB_DIR}/{node_files.node_dirname(launch.node.node_index)}"[1:]
-        files = {f"{node_dir}/{node_files.NODE_SPEC}": (json.dumps(launch.to_json(), indent=1).encode(), 0o644)}
-        # The container is private to the node: directories writable by whatever ``user`` runs it
-        # (it writes its exit code and metrics there), files readable by it. Secrets go in the
-        # archive, not the container's config (``docker inspect`` shows that): 0600 and owned by
-        # the container's user when it is a uid (a user name's uid is not known here: 0644).
-        uid = self.user.split(":")[0] if self.user else "0"
-        if secrets:
-            files[f"{node_dir}/{node_files.SECRETS}"] = (secrets_payload(secrets), 0o600 if uid.isdigit() else 0o644)
-        return bundle.build(
-            source_directory, runtime_at=LIB_DIR[1:], source_at=SRC_DIR[1:], dir_mode=0o777,
-            dirs=[ROOT[1:], LIB_DIR[1:], JOB_DIR[1:], node_dir], files=files, owner=int(uid) if uid.isdigit() else 0,
-        )
-
     def start(self, launch: NodeLaunch, source_directory: str, secrets: Mapping[str, str] | None = None) -> Handle:
         from docker.errors import APIError, ImageNotFound
 
@@ -278,7 +239,8 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
             raise SpecError(f"source_directory {source_directory!r} is not a directory on this worker")
         daemon = self.daemon_for(node.node_index)
         api = self.client(daemon)
-        device_requests = self._device_requests(launch, daemon)
+        device_requests = gpu_requests(launch.node, daemon, self.client(daemon).info, len(self.daemons()),
+                                       self.gpus_per_host)
         # Earlier tries of this node: stopped (kept, for their logs, until the teardown removes
         # the job's containers) before this try starts.
         tries = api.containers(all=True, filters={"label": [f"{LABEL_JOB}={node.job_id}", f"{LABEL_NODE}={node.node_index}"]})
@@ -310,7 +272,7 @@ class DockerBackend(node_io.NodeDirectoryFiles, Backend):
                                f"{exc.explanation or exc}") from exc
         container_id = container["Id"]
         try:
-            with self._archive(launch, source_directory, secrets) as data:
+            with node_archive(launch, source_directory, secrets, self.user) as data:
                 api.put_archive(container_id, "/", data)
             api.start(container_id)
         except BaseException as exc:

@@ -7,6 +7,9 @@ is what the plan's per-process GPU numbers (``ProcessPlan.gpus``: the local rank
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.plan import NodePlan
 
@@ -34,3 +37,23 @@ def gpu_devices(node: NodePlan, daemon_count: int, gpus_per_host: int | None, da
         )
     slot = index // daemon_count
     return [str(slot * share + i) for i in range(share)]
+
+
+def gpu_requests(node: NodePlan, daemon: Any, daemon_info: Callable[[], dict], daemon_count: int,
+                 gpus_per_host: int | None) -> list | None:
+    """The container's device requests (like ``docker run --gpus``) when the node needs GPUs;
+    ``daemon_info`` (the daemon's ``docker info``) is asked only then."""
+    if not node.gpus:
+        return None
+    from docker.types import DeviceRequest
+
+    runtimes = sorted(daemon_info().get("Runtimes") or {})
+    if "nvidia" not in runtimes:
+        raise SpecError(
+            f"use_gpu=True, but the Docker daemon {daemon.url} ({daemon.setting}) has no 'nvidia' runtime "
+            f"(its runtimes: {runtimes}); install the NVIDIA Container Toolkit on that host or set use_gpu=False"
+        )
+    ids = gpu_devices(node, daemon_count, gpus_per_host, daemon.url)
+    if ids is None:
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]

@@ -21,7 +21,6 @@ Nothing here imports paramiko or the provider at module level: DAG files import 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import posixpath
 import shlex
@@ -35,8 +34,8 @@ from airflow_tf.backends import bundle, node_io
 from airflow_tf.backends.base import Backend, Handle, NodeState, cache, secrets_payload
 from airflow_tf.backends.local import safe_job_id
 from airflow_tf.backends.ssh_host import SSHBackendError, SSHHost, ops_package
+from airflow_tf.backends.ssh_settings import CleanupPolicy, check_conn_ids, check_python, check_root
 from airflow_tf.cluster.checks import check_bool, check_choice, check_positive_int, check_positive_number
-from airflow_tf.cluster.checks import check_shell_safe
 from airflow_tf.cluster.errors import SpecError
 from airflow_tf.cluster.plan import NodeLaunch
 from airflow_tf.runtime import node_files, procfs
@@ -46,36 +45,6 @@ __all__ = ["CleanupPolicy", "SSHBackend", "SSHBackendError"]
 BUNDLE_FILE = "bundle.tar.gz"
 LAUNCH_SCRIPT = "launch.sh"
 PREFETCHED_PORTS = 16  # free ports the pre-flight asks each host for (see free_ports)
-
-
-class CleanupPolicy(enum.StrEnum):
-    ON_SUCCESS = "on_success"  # a failed job's logs stay for debugging
-    ALWAYS = "always"
-    NEVER = "never"
-
-
-def _check_conn_ids(value: Any) -> None:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise SpecError(f"ssh_conn_ids must be a non-empty list of Airflow SSH connection ids, got {value!r}")
-    for i, conn_id in enumerate(value):
-        if not isinstance(conn_id, str) or not conn_id.strip():
-            raise SpecError(f"ssh_conn_ids[{i}] must be a connection id (a non-empty string), got {conn_id!r}")
-
-
-def _check_root(value: Any) -> str:
-    root = value.rstrip("/") if isinstance(value, str) else None
-    if not root or not (root.startswith("/") or root.startswith("~/")) or ".." in root.split("/"):
-        raise SpecError(f"remote_root must be an absolute path or start with '~/' (no '..'), got {value!r}")
-    # The ssh provider's remote-job wrapper splices paths into a double-quoted `bash -c` script:
-    # only characters no shell interprets may reach it ("/x$(touch f)" would run on the host).
-    return check_shell_safe("remote_root", root, "an absolute path or '~/...'")
-
-
-def _check_python(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value) or value.startswith("-"):
-        raise SpecError(f"python must be one executable (a name on the hosts' PATH or an absolute path), "
-                        f"got {value!r}")
-    return check_shell_safe("python", value, "one executable (a name on the hosts' PATH or an absolute path)")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -111,10 +80,10 @@ class SSHBackend(node_io.NodeDirectoryFiles, Backend):
 
     def __post_init__(self) -> None:
         extras.require("ssh", "airflow.providers.ssh", "SSHBackend")  # at parse, naming the extra
-        _check_conn_ids(self.ssh_conn_ids)
+        check_conn_ids(self.ssh_conn_ids)
         object.__setattr__(self, "ssh_conn_ids", list(self.ssh_conn_ids))
-        object.__setattr__(self, "remote_root", _check_root(self.remote_root))
-        _check_python(self.python)
+        object.__setattr__(self, "remote_root", check_root(self.remote_root))
+        check_python(self.python)
         object.__setattr__(self, "cleanup", check_choice("cleanup", self.cleanup, CleanupPolicy))
         check_bool("allow_shared_hosts", self.allow_shared_hosts)
         check_bool("preflight", self.preflight)

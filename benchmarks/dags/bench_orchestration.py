@@ -8,6 +8,8 @@
 - bench_orch_control: the same task shape with no-op tasks; its wait defers until the first
   launch's start + ``seconds`` (a DateTimeTrigger): what Airflow itself costs for plan ->
   launch[2] -> deferred wait -> teardown + report around a span of the same length.
+- bench_orch_control_direct: the same, but its trigger ends the wait itself (end_from_trigger:
+  no resume on a worker): the floor of a wait whose trigger ends the task.
 """
 
 import os
@@ -45,42 +47,44 @@ class DeferUntil(BaseOperator):
 
     template_fields = ("handles", "seconds")
 
-    def __init__(self, *, handles, seconds, **kwargs):
+    def __init__(self, *, handles, seconds, direct: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.handles, self.seconds = handles, seconds
+        self.handles, self.seconds, self.direct = handles, seconds, direct
 
     def execute(self, context):
         first_up = min(h["started_at"] for h in self.handles[:])
         moment = datetime.fromtimestamp(first_up + float(self.seconds), tz=timezone.utc)
-        self.defer(trigger=DateTimeTrigger(moment), method_name="done")
+        # direct: the trigger ends the task itself (TaskSuccessEvent), no resume on a worker.
+        self.defer(trigger=DateTimeTrigger(moment, end_from_trigger=self.direct), method_name="done")
 
     def done(self, context, event=None):
         return {"nodes": [], "span_end": datetime.fromisoformat(str(event)).timestamp() if event else None}
 
 
-with DAG(dag_id="bench_orch_control", schedule=None, catchup=False, params=PARAMS):
-    with TaskGroup("train"):
-        @task
-        def plan():
-            return [{"node_index": i} for i in range(2)]
+for _dag_id, _direct in (("bench_orch_control", False), ("bench_orch_control_direct", True)):
+    with DAG(dag_id=_dag_id, schedule=None, catchup=False, params=PARAMS):
+        with TaskGroup("train"):
+            @task
+            def plan():
+                return [{"node_index": i} for i in range(2)]
+
+            @task
+            def launch(node):
+                return {**node, "started_at": time.time()}  # "node up": the job's launch starts its node here
+
+            @task
+            def teardown():
+                return None
+
+            _planned = plan()
+            _launched = launch.expand(node=_planned)
+            _wait = DeferUntil(task_id="wait", handles=_launched, seconds="{{ params.seconds }}", direct=_direct)
+            _down = teardown()
+            _planned >> _launched >> _wait >> _down
+            _down.as_teardown(setups=_launched)
 
         @task
-        def launch(node):
-            return {**node, "started_at": time.time()}  # "node up": the job's launch starts its node here
+        def report(results):
+            return results
 
-        @task
-        def teardown():
-            return None
-
-        _planned = plan()
-        _launched = launch.expand(node=_planned)
-        _wait = DeferUntil(task_id="wait", handles=_launched, seconds="{{ params.seconds }}")
-        _down = teardown()
-        _planned >> _launched >> _wait >> _down
-        _down.as_teardown(setups=_launched)
-
-    @task
-    def report(results):
-        return results
-
-    report(_wait.output)
+        report(_wait.output)
