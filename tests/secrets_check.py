@@ -7,7 +7,8 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
+import subprocess
+import sys
 
 from tests.integration.dagrun import xcom  # noqa: F401 - (the DB helpers' module)
 
@@ -32,21 +33,39 @@ def stored_values(dag_id: str, run_id: str) -> str:
     return json.dumps([list(map(str, row)) for row in xcoms]) + json.dumps([str(row[0]) for row in rendered])
 
 
+# Run in a child process (stdlib only; roots and needles arrive on stdin, never in argv).
+_SCAN = r"""
+import json, os, stat, sys
+job = json.load(sys.stdin)
+needles = [n.encode() for n in job["needles"]]
+found = []
+for root in job["roots"]:
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            except OSError:
+                continue
+            found += [(path, needle.decode(), mode) for needle in needles if needle in data]
+json.dump(found, sys.stdout)
+"""
+
+
 def files_with(roots: list[str], needles: list[str]) -> list[tuple[str, str, int]]:
-    """(path, needle, mode) for every file under ``roots`` whose bytes contain a needle."""
-    found = []
-    for root in roots:
-        for folder, _, names in os.walk(root):
-            for name in names:
-                path = os.path.join(folder, name)
-                try:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                    mode = stat.S_IMODE(os.stat(path).st_mode)
-                except OSError:
-                    continue
-                found += [(path, needle, mode) for needle in needles if needle.encode() in data]
-    return found
+    """(path, needle, mode) for every file under ``roots`` whose bytes contain a needle.
+
+    The files are read by a child process. This one holds SQLite connections (dag.test's) to the
+    metadata DB under these roots, in WAL mode; opening and closing any descriptor of that
+    database or its -wal / -shm here would drop this process's POSIX locks on it under those
+    connections (SQLite's "How To Corrupt An SQLite Database File", 2.2). A suspected cause of a
+    "disk I/O error" in the DB scan that follows (stop 24's CI)."""
+    done = subprocess.run([sys.executable, "-c", _SCAN], input=json.dumps({"roots": roots, "needles": needles}),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"the file scan failed: {done.stderr[-2000:]}"
+    return [(path, needle, mode) for path, needle, mode in json.loads(done.stdout)]
 
 
 # Where an environment_variables value is, by design: the DAG's own definition (the DAG file's
@@ -57,10 +76,11 @@ DAG_DEFINITION_TABLES = {"dag_code", "serialized_dag"}
 def db_tables_with(db_path: str, needle: str) -> set[str]:
     """The metadata DB's tables (SQLite) holding ``needle`` in any column of any row.
 
-    One CI run got a transient "disk I/O error" from SQLite in the middle of this scan (the run
-    under test had ended; the same scan passed in every other run). The scan is the test's own
-    read, not the product's, so it is made once more on a fresh connection, with a warning that
-    names SQLite's extended error; a second failure fails the test with it."""
+    One CI run got a "disk I/O error" from SQLite in the middle of this scan (the run under test
+    had ended; the same scan passed in every other run). The suspected cause, this process
+    reading the DB's files directly, is gone (files_with); should it come back, the scan, the
+    test's own read and not the product's, is made once more on a fresh connection with a
+    warning that names SQLite's extended error, and a second failure fails the test with it."""
     import sqlite3
     import warnings
 
