@@ -39,6 +39,9 @@ CONTROL_DIRECT = "bench_orch_control_direct"
 CONTROLS = (CONTROL, CONTROL_DIRECT)
 LABELS = {JOB: "job (event)", POLLED: "job (polled)", CONTROL: "control (Airflow floor)",
           CONTROL_DIRECT: "control, trigger ends the wait (floor)"}
+DEFAULT_DAGS = (JOB, POLLED, CONTROL)  # the floors alone: --dags bench_orch_control,bench_orch_control_direct
+OVERHEAD_TITLE = "Orchestration overhead: trigger -> run end minus the nodes' span (real scheduler)"
+FLOORS_TITLE = "Airflow's floor: a wait resumed on a worker vs. one its trigger ends (real scheduler)"
 TIMEOUT_S = 240
 # Airflow's own defaults where the test server (tests/e2e/server.py) sets others.
 AIRFLOW_DEFAULTS = {
@@ -199,8 +202,7 @@ def spread(runs: list[dict], key: str) -> str:
     return f"{min(values):.2f}–{max(values):.2f}" if values else "-"
 
 
-def report(profiles: list[dict], seconds: float, rounds: int, busy_before: float,
-           title: str = "Orchestration overhead: trigger -> run end minus the nodes' span (real scheduler)") -> str:
+def report(profiles: list[dict], seconds: float, rounds: int, busy_before: float, title: str = OVERHEAD_TITLE) -> str:
     lines = [
         f"## {title}",
         "",
@@ -286,17 +288,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 round, recommended profile only (a smoke run)")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated: " + ", ".join(PROFILES))
     parser.add_argument("--section", default="orchestration", help="the docs/benchmarks.md section written")
-    parser.add_argument("--dags", default=",".join(LABELS), help="comma-separated: " + ", ".join(LABELS))
+    parser.add_argument("--dags", default=",".join(DEFAULT_DAGS), help="comma-separated: " + ", ".join(LABELS))
     args = parser.parse_args()
     names = ["recommended"] if args.quick else [n.strip() for n in args.profiles.split(",")]
     rounds = 1 if args.quick else args.rounds
     busy_before = wait_for_quiet()
-    profiles = [measure_profile(n, PROFILES[n], rounds, args.seconds, [d.strip() for d in args.dags.split(",")])
-                for n in names]
-    dags = set(profiles[0]["runs"]) if profiles else set()
-    title = ("Airflow's floor: a wait resumed on a worker vs. one its trigger ends (real scheduler)"
-             if dags <= set(CONTROLS) else None)
-    body = report(profiles, args.seconds, rounds, busy_before, **({"title": title} if title else {}))
+    dags = [d.strip() for d in args.dags.split(",")]
+    profiles = [measure_profile(n, PROFILES[n], rounds, args.seconds, dags) for n in names]
+    title = FLOORS_TITLE if set(dags) <= set(CONTROLS) else OVERHEAD_TITLE
+    body = report(profiles, args.seconds, rounds, busy_before, title)
     print(body)
     write_section(args.section, body)
     return 0

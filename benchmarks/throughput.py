@@ -150,13 +150,12 @@ class CpuByRole:
         import threading
 
         self.tick = os.sysconf("SC_CLK_TCK")
-        self.first: dict[tuple[int, str], int] = {}
-        self.last: dict[tuple[int, str], tuple[str, int]] = {}
-        self.series: list[tuple[float, dict[tuple[int, str], tuple[str, int]]]] = []  # (time, ticks by process)
+        # One entry per sample: (time, {(pid, start time): (role, CPU ticks)}).
+        self.series: list[tuple[float, dict[tuple[int, str], tuple[str, int]]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self, first: bool) -> None:
+    def _sample(self) -> None:
         now, seen = time.time(), {}
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
@@ -167,45 +166,43 @@ class CpuByRole:
             except OSError:
                 continue
             role = next((r for r, needle in ROLES if needle in cmdline), None)
-            if role is None:
-                continue
-            key, ticks = (int(pid), fields[19]), int(fields[11]) + int(fields[12])
-            if first:
-                self.first[key] = ticks
-            self.last[key] = seen[key] = (role, ticks)
+            if role is not None:
+                seen[(int(pid), fields[19])] = (role, int(fields[11]) + int(fields[12]))
         self.series.append((now, seen))
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):
-            self._sample(False)
+            self._sample()
 
     def __enter__(self) -> "CpuByRole":
-        self._sample(True)
+        self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self._sample(False)
+        self._sample()
+
+    def _between(self, first: dict, last: dict) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key, (role, ticks) in last.items():
+            out[role] = out.get(role, 0.0) + (ticks - first.get(key, (role, 0))[1]) / self.tick
+        return out
 
     def seconds(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for key, (role, ticks) in self.last.items():
-            out[role] = out.get(role, 0.0) + (ticks - self.first.get(key, 0)) / self.tick
-        return out
+        """The whole run: each process from the first sample (or its start) to its last sample."""
+        last: dict[tuple[int, str], tuple[str, int]] = {}
+        for _, seen in self.series:
+            last.update(seen)
+        return self._between(self.series[0][1], last)
 
     def window(self, start: float, end: float) -> dict[str, float]:
         """CPU seconds per role between the samples nearest to ``start`` and ``end``."""
-        if not self.series:
-            return {}
-        at_start = min(self.series, key=lambda s: abs(s[0] - start))[1]
-        at_end = min(self.series, key=lambda s: abs(s[0] - end))[1]
-        out: dict[str, float] = {}
-        for key, (role, ticks) in at_end.items():
-            before = at_start.get(key, (role, 0))[1] if key in at_start else 0
-            out[role] = out.get(role, 0.0) + (ticks - before) / self.tick
-        return out
+        def nearest(t: float) -> dict:
+            return min(self.series, key=lambda s: abs(s[0] - t))[1]
+
+        return self._between(nearest(start), nearest(end))
 
 
 def measure(label: str, fn, *args) -> dict:
